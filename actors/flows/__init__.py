@@ -1,0 +1,1 @@
+"""The application's flows: one folder per flow, one module per step."""

@@ -1,0 +1,56 @@
+"""CreateOrder: POST /orders stores a pending order and enqueues it for processing."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from conveyor import Context, Request, http, now_iso, step
+
+from .types import Error, Order, OrderItem
+
+
+class CreateOrderBody(BaseModel):
+    customerId: str = Field(min_length=1)
+    items: list[OrderItem] = Field(min_length=1)
+
+
+@step(
+    name="CreateOrder",
+    description="Accepts new orders and enqueues them for processing",
+    flows=["order-processing"],
+    triggers=[http("POST", "/orders", body=CreateOrderBody, responses={200: Order, 400: Error})],
+    enqueues=["process-order"],
+)
+async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+    body: CreateOrderBody = request.body
+    ctx.logger.info("Received new order", customerId=body.customerId, itemCount=len(body.items))
+
+    # Money in cents avoids 89.97000000000001.
+    total = round(sum(item.price * item.quantity for item in body.items), 2)
+    order_id = f"order-{int(time.time() * 1000)}-{secrets.token_hex(4)}"
+    order = Order(
+        orderId=order_id,
+        customerId=body.customerId,
+        items=body.items,
+        total=total,
+        status="pending",
+        createdAt=now_iso(),
+    )
+    # Persist before enqueueing, so ProcessOrder always finds the order it updates.
+    ctx.state.set("orders", order_id, order.model_dump(mode="json", exclude_none=True))
+    await ctx.enqueue(
+        "process-order",
+        {
+            "orderId": order_id,
+            "customerId": body.customerId,
+            "items": [item.model_dump() for item in body.items],
+            "total": total,
+            "timestamp": order.createdAt,
+        },
+    )
+    ctx.logger.info("Order created and enqueued", orderId=order_id)
+    return {"status": 200, "body": order.model_dump(mode="json", exclude_none=True)}

@@ -1,0 +1,58 @@
+"""Schemas shared by the order-processing steps."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class OrderItem(BaseModel):
+    productId: str = Field(min_length=1)
+    quantity: int = Field(gt=0)
+    price: float = Field(gt=0)
+
+
+class Order(BaseModel):
+    orderId: str
+    customerId: str
+    items: list[OrderItem]
+    total: float
+    status: Literal["pending", "processing", "completed", "failed"]
+    createdAt: str
+    processedAt: str | None = None
+    failureReason: str | None = None
+
+
+class ProcessOrderEvent(BaseModel):
+    orderId: str
+    customerId: str
+    items: list[OrderItem]
+    total: float
+    timestamp: str
+
+
+class InventoryEvent(BaseModel):
+    orderId: str
+    items: list[OrderItem]
+    timestamp: str
+
+
+class NotificationEvent(BaseModel):
+    orderId: str
+    customerId: str
+    status: str
+    message: str
+
+
+class FailedOrder(BaseModel):
+    """What the dead-letter topic ``failed-orders`` carries: the order event plus the error."""
+
+    orderId: str
+    customerId: str
+    error: str
+    failedAt: str
+
+
+class Error(BaseModel):
+    error: str

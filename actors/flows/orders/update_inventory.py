@@ -1,0 +1,36 @@
+"""UpdateInventory: decrements stock for each item of a processed order.
+
+The seed reads the stock, then writes stock - quantity: two concurrent orders for the same
+product both read the same stock and one decrement is lost. Here each decrement is a single
+atomic state update that also keeps the stock from going below zero.
+"""
+
+from __future__ import annotations
+
+from conveyor import Context, now_iso, queue, step
+
+from .types import InventoryEvent
+
+
+@step(
+    name="UpdateInventory",
+    description="Updates inventory based on order items",
+    flows=["order-processing"],
+    triggers=[queue("update-inventory", input=InventoryEvent)],
+)
+def handler(event: InventoryEvent, ctx: Context) -> None:
+    ctx.logger.info("Updating inventory", orderId=event.orderId, itemCount=len(event.items))
+    for item in event.items:
+        inventory = ctx.state.update(
+            "inventory",
+            item.productId,
+            [
+                {"type": "set", "path": "productId", "value": item.productId},
+                {"type": "decrement", "path": "stock", "by": item.quantity, "min": 0},
+                {"type": "set", "path": "lastUpdated", "value": now_iso()},
+            ],
+        )
+        ctx.logger.info(
+            "Inventory updated", productId=item.productId, quantity=item.quantity, newStock=inventory["stock"]
+        )
+    ctx.logger.info("Inventory update completed", orderId=event.orderId)

@@ -1,0 +1,41 @@
+"""Conveyor: steps triggered by HTTP, queues and cron, run as Dramatiq actors on RabbitMQ.
+
+Declare a step in a module under ``actors/flows/``::
+
+    from conveyor import Context, queue, step
+
+    @step(name="SendNotification", triggers=[queue("send-notification", input=Notification)])
+    def handler(notification: Notification, ctx: Context) -> None:
+        ctx.logger.info("Sending notification", orderId=notification.orderId)
+"""
+
+from __future__ import annotations
+
+from .clock import now_iso
+from .context import Context, Enqueued
+from .requests import Request
+from .errors import ConfigError, ConveyorError, InvalidInput, UndeclaredTopicError
+from .runtime import Runtime, boot, current
+from .state import StateStore
+from .steps import Step, step
+from .triggers import cron, http, queue
+
+__all__ = [
+    "ConfigError",
+    "Context",
+    "ConveyorError",
+    "Enqueued",
+    "InvalidInput",
+    "Request",
+    "Runtime",
+    "StateStore",
+    "Step",
+    "UndeclaredTopicError",
+    "boot",
+    "cron",
+    "current",
+    "http",
+    "now_iso",
+    "queue",
+    "step",
+]

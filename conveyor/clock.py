@@ -1,0 +1,10 @@
+"""Timestamps as the seeds write them: ISO 8601, UTC, milliseconds, ``Z``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def now_iso() -> str:
+    """``2026-03-04T10:00:00.000Z``"""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,151 @@
+"""config.toml: the operator's knobs, validated strictly so a typo stops start-up with a clear message."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+#: Where Conveyor looks for its configuration unless CONVEYOR_CONFIG says otherwise.
+DEFAULT_CONFIG_PATH = "config.toml"
+
+
+class _Section(BaseModel):
+    # Strict: TOML already has types, so "5" for an integer is a mistake worth reporting.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StepSettings(_Section):
+    """Per-step settings; each one becomes a Dramatiq actor option read by Conveyor's middleware."""
+
+    max_retries: int | None = Field(default=None, ge=0)
+    backoff: Literal["exponential", "fixed"] | None = None
+    retry_delay: int | None = Field(default=None, ge=0, description="milliseconds before the first retry")
+    max_retry_delay: int | None = Field(default=None, ge=0, description="milliseconds, cap for exponential")
+    dead_letter_queue: str | None = Field(default=None, min_length=1, description="topic for dead messages")
+    time_limit: int | None = Field(default=None, gt=0, description="milliseconds a handler may run")
+    cron: str | None = Field(default=None, description="replaces the step's cron expression")
+
+
+#: Built-in defaults, used where neither config.toml nor the step's code says otherwise.
+BUILTIN_STEP_SETTINGS: dict[str, Any] = {
+    "max_retries": 3,
+    "backoff": "exponential",
+    "retry_delay": 1000,
+    "max_retry_delay": 300_000,
+    "dead_letter_queue": None,
+    "time_limit": 600_000,
+}
+
+
+class ProjectSection(_Section):
+    #: Packages whose modules declare steps; each is imported recursively at start-up.
+    flows: list[str] = ["actors.flows"]
+
+
+class BrokerSection(_Section):
+    kind: Literal["rabbitmq", "memory"] = "rabbitmq"
+    url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    #: Seconds between AMQP heartbeats; broken connections are noticed within about twice this.
+    heartbeat: int = Field(default=60, ge=0)
+    management_url: str = "http://127.0.0.1:15672"
+
+
+class GatewaySection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+    max_body_size: int = Field(default=1024 * 1024, gt=0, description="bytes")
+
+
+class StateSection(_Section):
+    path: str = "var/state.db"
+
+
+class SchedulerSection(_Section):
+    timezone: str = "UTC"
+
+
+class LoggingSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Section):
+    """The whole of config.toml."""
+
+    project: ProjectSection = ProjectSection()
+    broker: BrokerSection = BrokerSection()
+    gateway: GatewaySection = GatewaySection()
+    state: StateSection = StateSection()
+    scheduler: SchedulerSection = SchedulerSection()
+    logging: LoggingSection = LoggingSection()
+    defaults: StepSettings = StepSettings()
+    steps: dict[str, StepSettings] = {}
+    #: The directory relative paths in the file are resolved against.
+    root: str = "."
+
+    def state_path(self) -> Path:
+        path = Path(self.state.path)
+        return path if path.is_absolute() else Path(self.root) / path
+
+    def step_settings(self, name: str, code_settings: dict[str, Any]) -> dict[str, Any]:
+        """Built-in defaults < [defaults] < settings in the step's code < [steps.<name>]."""
+        merged = dict(BUILTIN_STEP_SETTINGS)
+        merged.update(self.defaults.model_dump(exclude_none=True))
+        merged.update(code_settings)
+        if name in self.steps:
+            merged.update(self.steps[name].model_dump(exclude_none=True))
+        return merged
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("CONVEYOR_CONFIG", DEFAULT_CONFIG_PATH))
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate config.toml; a missing file means all defaults.
+
+    Environment variables override the file: ``CONVEYOR_BROKER_URL``, ``CONVEYOR_BROKER``
+    (``rabbitmq`` or ``memory``) and ``CONVEYOR_STATE_PATH``.
+    """
+    path = Path(path) if path is not None else config_path()
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw["root"] = str(path.resolve().parent)
+    _apply_environment(raw)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+
+
+def _apply_environment(raw: dict[str, Any]) -> None:
+    overrides = {
+        "CONVEYOR_BROKER_URL": ("broker", "url"),
+        "CONVEYOR_BROKER": ("broker", "kind"),
+        "CONVEYOR_STATE_PATH": ("state", "path"),
+    }
+    for variable, (section, key) in overrides.items():
+        if value := os.environ.get(variable):
+            raw.setdefault(section, {})[key] = value
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path} is invalid:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check its spelling against docs/configuration.md)")
+        else:
+            expected = error["msg"].removeprefix("Input should be ")
+            lines.append(f"  {key}: expected {expected}, got {error['input']!r}")
+    return "\n".join(lines)

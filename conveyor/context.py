@@ -1,0 +1,113 @@
+"""The context a handler receives: enqueue, state, logger, and where the work came from."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from .errors import UndeclaredTopicError
+from .logs import StepLogger
+from .state import StateStore
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .steps import Step
+
+
+class Enqueued:
+    """What ``ctx.enqueue`` returns: the ids of the messages sent (one per subscribing step).
+
+    It may be awaited, so ``await ctx.enqueue(...)`` reads as in Motia; in a worker the
+    messages are already confirmed by RabbitMQ when ``enqueue`` returns.
+    """
+
+    def __init__(self, future: concurrent.futures.Future[list[str]]) -> None:
+        self._future = future
+
+    @property
+    def message_ids(self) -> list[str]:
+        """Block until RabbitMQ confirmed the messages; their ids."""
+        return self._future.result()
+
+    def __await__(self) -> Generator[Any, None, list[str]]:
+        return (yield from asyncio.wrap_future(self._future).__await__())
+
+
+class Context:
+    """Passed to every handler as ``ctx``.
+
+    Attributes:
+      state: the :class:`~conveyor.state.StateStore`.
+      logger: a :class:`~conveyor.logs.StepLogger` bound to this step and trace.
+      trace_id: follows the work from the HTTP request through every enqueue.
+      message_id, attempt, topic: for queue- and cron-triggered steps, the message being
+        handled, its attempt number (1 on first delivery) and the topic it came from.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        step: Step,
+        *,
+        trace_id: str,
+        message_id: str | None = None,
+        attempt: int | None = None,
+        topic: str | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self.step = step
+        self.trace_id = trace_id
+        self.message_id = message_id
+        self.attempt = attempt
+        self.topic = topic
+        self.logger = StepLogger(
+            step.name, trace_id, json_lines=runtime.config.logging.format == "json", message=message_id
+        )
+        self._pending: list[concurrent.futures.Future[list[str]]] = []
+
+    @property
+    def state(self) -> StateStore:
+        return self._runtime.state
+
+    def enqueue(self, topic: str, data: Any, *, delay: float | None = None) -> Enqueued:
+        """Send ``data`` (a dict or pydantic model) to every step subscribed to ``topic``.
+
+        ``topic`` must be in the step's ``enqueues``. ``delay`` is in seconds. Called from a
+        running event loop (an ``async def`` handler), the publish runs in a thread and is
+        awaited before the handler's work counts as done; elsewhere it returns once
+        RabbitMQ has confirmed every copy.
+        """
+        if topic not in self.step.enqueues:
+            raise UndeclaredTopicError(self.step.name, topic, list(self.step.enqueues))
+        payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+        send: Callable[[], list[str]] = lambda: self._runtime.publish(  # noqa: E731
+            topic, payload, trace_id=self.trace_id, delay=delay
+        )
+        if _on_event_loop():
+            future = self._runtime.publisher_pool.submit(send)
+        else:
+            future = concurrent.futures.Future()
+            future.set_result(send())
+        self._pending.append(future)
+        return Enqueued(future)
+
+    async def settle(self) -> None:
+        """Wait for every enqueue this context started; raise the first failure."""
+        for future in self._pending:
+            await asyncio.wrap_future(future)
+
+    def settle_sync(self) -> None:
+        for future in self._pending:
+            future.result()
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,71 @@
+"""Structured logging for steps: every line names its step and trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Send Conveyor's logs to stderr, unless the process (e.g. ``dramatiq``) already set logging up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("pika").setLevel(logging.WARNING)
+
+
+class StepLogger:
+    """A logger bound to one step and one trace.
+
+    ``ctx.logger.info("Order created", {"orderId": oid})`` and
+    ``ctx.logger.info("Order created", orderId=oid)`` both log
+    ``Order created orderId=... step=CreateOrder trace=...``.
+    """
+
+    def __init__(self, step: str, trace_id: str, *, json_lines: bool = False, **bound: Any) -> None:
+        self._logger = logging.getLogger(f"conveyor.step.{step}")
+        self._bound = {"step": step, "trace": trace_id, **{k: v for k, v in bound.items() if v is not None}}
+        self._json = json_lines
+
+    def debug(self, msg: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        self._log(logging.DEBUG, msg, data, fields)
+
+    def info(self, msg: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        self._log(logging.INFO, msg, data, fields)
+
+    def warning(self, msg: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        self._log(logging.WARNING, msg, data, fields)
+
+    warn = warning
+
+    def error(self, msg: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        self._log(logging.ERROR, msg, data, fields)
+
+    def exception(self, msg: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        self._log(logging.ERROR, msg, data, fields, exc_info=True)
+
+    def _log(
+        self, level: int, msg: str, data: Mapping[str, Any] | None, fields: dict[str, Any], exc_info: bool = False
+    ) -> None:
+        if not self._logger.isEnabledFor(level):
+            return  # skip formatting entirely: logging must not cost when it is off
+        merged = {**(data or {}), **fields, **self._bound}
+        if self._json:
+            line = json.dumps({"msg": msg, **merged}, default=str)
+        else:
+            line = msg + "".join(f" {k}={_text(v)}" for k, v in merged.items())
+        self._logger.log(level, line, exc_info=exc_info)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str) and value and " " not in value:
+        return value
+    return json.dumps(value, default=str)

@@ -1,0 +1,95 @@
+"""Retry failed messages with exponential or fixed backoff, as each step's settings say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.logging import get_logger
+from dramatiq.middleware import Middleware
+
+from ..errors import InvalidInput
+
+
+class Retries(Middleware):
+    """Re-enqueue a message whose handler raised, after a backoff delay, until retries run out.
+
+    Replaces Dramatiq's own ``Retries`` so that operators choose the backoff in config.toml.
+    A message that failed its input schema (:class:`~conveyor.errors.InvalidInput`) is never
+    retried: the same input would fail again.
+
+    Parameters:
+      max_retries(int): Retries after the first attempt; ``3`` means at most 4 runs.
+      backoff(str): ``"exponential"`` (``retry_delay * 2**n``, capped) or ``"fixed"``.
+      retry_delay(int): Milliseconds before the first retry.
+      max_retry_delay(int): Milliseconds, the cap for exponential backoff.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_retries: int = 3,
+        backoff: str = "exponential",
+        retry_delay: int = 1000,
+        max_retry_delay: int = 300_000,
+    ) -> None:
+        self.logger = get_logger(__name__, type(self))
+        self.defaults = {
+            "max_retries": max_retries,
+            "backoff": backoff,
+            "retry_delay": retry_delay,
+            "max_retry_delay": max_retry_delay,
+        }
+
+    @property
+    def actor_options(self) -> set[str]:
+        return set(self.defaults) | {"throws"}
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception: Any = None
+    ) -> None:
+        if exception is None:
+            return
+        if isinstance(exception, InvalidInput):
+            message.fail()
+            return
+
+        setting = self._settings(broker, message)
+        retries = message.options.get("retries", 0)
+        if retries >= setting["max_retries"]:
+            self.logger.warning(
+                "Message %s failed after %d attempts; giving up.", message.message_id, retries + 1
+            )
+            message.fail()
+            return
+
+        delay = backoff_delay(retries, setting["backoff"], setting["retry_delay"], setting["max_retry_delay"])
+        message.options["retries"] = retries + 1
+        self.logger.info(
+            "Retrying message %s (retry %d of %d) in %d ms.",
+            message.message_id,
+            retries + 1,
+            setting["max_retries"],
+            delay,
+        )
+        broker.enqueue(message, delay=delay)
+
+    def _settings(self, broker: dramatiq.Broker, message: dramatiq.Message) -> dict[str, Any]:
+        actor_options = broker.get_actor(message.actor_name).options
+        return {
+            name: message.options.get(name, actor_options.get(name, default))
+            for name, default in self.defaults.items()
+        }
+
+
+def backoff_delay(retries: int, backoff: str, retry_delay: int, max_retry_delay: int) -> int:
+    """Milliseconds to wait before retry number ``retries + 1``.
+
+    >>> [backoff_delay(n, "exponential", 1000, 5000) for n in range(4)]
+    [1000, 2000, 4000, 5000]
+    >>> backoff_delay(3, "fixed", 1000, 5000)
+    1000
+    """
+    if backoff == "fixed":
+        return retry_delay
+    return min(retry_delay * 2 ** min(retries, 32), max_retry_delay)

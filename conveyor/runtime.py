@@ -1,0 +1,149 @@
+"""The runtime: config, steps, broker, actors and state wired together once per process."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import logging
+import pkgutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+
+from .broker import build_broker
+from .config import Config, load_config
+from .cron import parse_cron
+from .errors import ConfigError
+from .logs import setup_logging
+from .middleware import DeadLetters, Retries
+from .state import StateStore
+from .steps import Registry, Step, default_registry
+from .workers import declare_actor
+
+logger = logging.getLogger("conveyor.runtime")
+
+
+class Runtime:
+    """Everything a Conveyor process needs: build it with :func:`boot`."""
+
+    def __init__(self, config: Config, registry: Registry) -> None:
+        self.config = config
+        self.registry = registry
+        self.state = StateStore(config.state_path())
+        self.settings = {step.name: config.step_settings(step.name, step.settings) for step in registry}
+        retry_defaults = {k: v for k, v in config.step_settings("", {}).items() if k in _RETRY_KEYS}
+        self.broker = build_broker(config, [Retries(**retry_defaults), DeadLetters(self._publish_dead_letter)])
+        dramatiq.set_broker(self.broker)
+        self.actors: dict[str, dramatiq.Actor] = {
+            step.name: declare_actor(self, step, self.settings[step.name])
+            for step in registry
+            if step.runs_on_workers
+        }
+        self.subscribers = registry.subscribers()
+        #: Threads that publish for async handlers, each reusing its own RabbitMQ channel.
+        self.publisher_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="conveyor-publish")
+
+    def publish(
+        self, topic: str, data: Any, *, trace_id: str | None = None, delay: float | None = None
+    ) -> list[str]:
+        """Send ``data`` to every step subscribed to ``topic``; returns the message ids.
+
+        Returns once RabbitMQ confirmed every copy. ``delay`` is in seconds.
+        """
+        steps = self.subscribers.get(topic)
+        if not steps:
+            raise ConfigError(f"topic {topic!r} has no subscribing step")
+        trace_id = trace_id or new_trace_id()
+        return [self.send(step.name, data, topic=topic, trace_id=trace_id, delay=delay) for step in steps]
+
+    def send(
+        self,
+        step_name: str,
+        data: Any = None,
+        *,
+        topic: str | None = None,
+        trace_id: str | None = None,
+        delay: float | None = None,
+    ) -> str:
+        """Send one message straight to a step's actor (cron firings, replays)."""
+        actor = self.actors[step_name]
+        message = actor.message_with_options(args=(data,), topic=topic, trace_id=trace_id or new_trace_id())
+        delay_ms = int(delay * 1000) if delay else None
+        return self.broker.enqueue(message, delay=delay_ms).message_id
+
+    def cron_steps(self) -> list[tuple[Step, str]]:
+        """``(step, expression)`` for every cron-triggered step, config overrides applied."""
+        found = []
+        for step in self.registry:
+            for trigger in step.cron_triggers:
+                found.append((step, self.settings[step.name].get("cron") or trigger.expression))
+        return found
+
+    def _publish_dead_letter(self, topic: str, record: dict[str, Any], trace_id: str | None) -> None:
+        self.publish(topic, record, trace_id=trace_id)
+
+    def check(self) -> None:
+        """Refuse to start on wiring mistakes: topics nobody reads, unknown steps in config, bad cron."""
+        problems: list[str] = []
+        unknown = sorted(set(self.config.steps) - set(self.registry.steps))
+        if unknown:
+            problems.append(
+                f"config.toml has [steps.*] for undeclared steps {unknown}; declared: {sorted(self.registry.steps)}"
+            )
+        unrouted: dict[str, list[str]] = {}
+        for step in self.registry:
+            targets = list(step.enqueues)
+            if dlq := self.settings[step.name].get("dead_letter_queue"):
+                targets.append(dlq)
+            for topic in targets:
+                if topic not in self.subscribers:
+                    unrouted.setdefault(topic, []).append(step.name)
+        for topic, senders in sorted(unrouted.items()):
+            problems.append(f"topic {topic!r} (enqueued by {', '.join(senders)}) has no subscribing step")
+        for step, expression in self.cron_steps():
+            try:
+                parse_cron(expression, timezone=self.config.scheduler.timezone, step=step.name)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("Conveyor cannot start:\n  - " + "\n  - ".join(problems))
+
+
+_RETRY_KEYS = ("max_retries", "backoff", "retry_delay", "max_retry_delay")
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def import_flows(packages: list[str]) -> None:
+    """Import every module under each package so that their ``@step`` declarations run."""
+    for name in packages:
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{name}."):
+            importlib.import_module(module.name)
+
+
+_runtime: Runtime | None = None
+
+
+def boot(config_path: str | Path | None = None, registry: Registry | None = None) -> Runtime:
+    """Load config.toml, import the flows, build the broker and declare every actor (once per process)."""
+    global _runtime
+    if _runtime is None:
+        config = load_config(config_path)
+        setup_logging(config.logging.level)
+        import_flows(config.project.flows)
+        runtime = Runtime(config, registry or default_registry)
+        runtime.check()
+        _runtime = runtime
+    return _runtime
+
+
+def current() -> Runtime:
+    """The runtime :func:`boot` built in this process."""
+    if _runtime is None:
+        raise RuntimeError("Conveyor is not booted in this process; import actors or call conveyor.boot()")
+    return _runtime
