@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from .clock import now_iso
 from .context import Context, Enqueued
-from .requests import Request
 from .errors import ConfigError, ConveyorError, InvalidInput, UndeclaredTopicError
+from .requests import Request
 from .runtime import Runtime, boot, current
 from .state import StateStore
 from .steps import Step, step

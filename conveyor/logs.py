@@ -53,7 +53,12 @@ class StepLogger:
         self._log(logging.ERROR, msg, data, fields, exc_info=True)
 
     def _log(
-        self, level: int, msg: str, data: Mapping[str, Any] | None, fields: dict[str, Any], exc_info: bool = False
+        self,
+        level: int,
+        msg: str,
+        data: Mapping[str, Any] | None,
+        fields: dict[str, Any],
+        exc_info: bool = False,
     ) -> None:
         if not self._logger.isEnabledFor(level):
             return  # skip formatting entirely: logging must not cost when it is off

@@ -37,17 +37,13 @@ class Runtime:
         self.broker = build_broker(config, [Retries(**retry_defaults), DeadLetters(self._publish_dead_letter)])
         dramatiq.set_broker(self.broker)
         self.actors: dict[str, dramatiq.Actor] = {
-            step.name: declare_actor(self, step, self.settings[step.name])
-            for step in registry
-            if step.runs_on_workers
+            step.name: declare_actor(self, step, self.settings[step.name]) for step in registry if step.runs_on_workers
         }
         self.subscribers = registry.subscribers()
         #: Threads that publish for async handlers, each reusing its own RabbitMQ channel.
         self.publisher_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="conveyor-publish")
 
-    def publish(
-        self, topic: str, data: Any, *, trace_id: str | None = None, delay: float | None = None
-    ) -> list[str]:
+    def publish(self, topic: str, data: Any, *, trace_id: str | None = None, delay: float | None = None) -> list[str]:
         """Send ``data`` to every step subscribed to ``topic``; returns the message ids.
 
         Returns once RabbitMQ confirmed every copy. ``delay`` is in seconds.

@@ -67,9 +67,7 @@ class StateStore:
 
     def get(self, group: str, key: str) -> Any | None:
         """The value at ``group``/``key``, or ``None``."""
-        row = self._connection().execute(
-            "SELECT value FROM state WHERE grp = ? AND key = ?", (group, key)
-        ).fetchone()
+        row = self._connection().execute("SELECT value FROM state WHERE grp = ? AND key = ?", (group, key)).fetchone()
         return json.loads(row[0]) if row else None
 
     def set(self, group: str, key: str, value: Any) -> Any:
@@ -94,9 +92,7 @@ class StateStore:
     def delete(self, group: str, key: str) -> Any | None:
         """Remove ``group``/``key``; returns the value it held, or ``None``."""
         with self._transaction() as db:
-            row = db.execute(
-                "DELETE FROM state WHERE grp = ? AND key = ? RETURNING value", (group, key)
-            ).fetchone()
+            row = db.execute("DELETE FROM state WHERE grp = ? AND key = ? RETURNING value", (group, key)).fetchone()
         return json.loads(row[0]) if row else None
 
     def list(self, group: str) -> list[Any]:
@@ -106,9 +102,7 @@ class StateStore:
 
     def items(self, group: str) -> list[tuple[str, Any]]:
         """Every ``(key, value)`` in ``group``, oldest key first."""
-        rows = self._connection().execute(
-            "SELECT key, value FROM state WHERE grp = ? ORDER BY rowid", (group,)
-        )
+        rows = self._connection().execute("SELECT key, value FROM state WHERE grp = ? ORDER BY rowid", (group,))
         return [(key, json.loads(value)) for key, value in rows]
 
     def clear(self, group: str) -> int:

@@ -23,9 +23,7 @@ def build_app(runtime: Runtime) -> Starlette:
         for trigger in step.http_triggers:
             key = (trigger.method, trigger.path)
             if key in seen:
-                raise ConfigError(
-                    f"{trigger.method} {trigger.path} is declared by both {seen[key]} and {step.name}"
-                )
+                raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {seen[key]} and {step.name}")
             seen[key] = step.name
             routes.append(step_route(runtime, step, trigger))
     return Starlette(

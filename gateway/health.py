@@ -19,7 +19,9 @@ def health_endpoint(runtime: Runtime):  # noqa: ANN201 - a Starlette endpoint
             "state": _state_check(runtime),
         }
         healthy = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503)
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503
+        )
 
     return health
 

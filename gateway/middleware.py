@@ -68,9 +68,7 @@ class GatewayMiddleware:
         except Exception:
             logger.exception("Unhandled error in %s %s (request %s)", scope["method"], scope["path"], request_id)
             if not started:
-                await self._error(
-                    send_with_id, 500, {"error": "Internal server error", "requestId": request_id}
-                )
+                await self._error(send_with_id, 500, {"error": "Internal server error", "requestId": request_id})
 
     def _too_large(self) -> dict[str, object]:
         return {
@@ -85,7 +83,10 @@ class GatewayMiddleware:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": payload})

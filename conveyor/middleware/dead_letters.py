@@ -47,9 +47,7 @@ class DeadLetters(Middleware):
             return
         record = dead_letter_record(message, exception, step=actor.actor_name)
         self.publish(topic, record, message.options.get("trace_id"))
-        self.logger.warning(
-            "Message %s dead-lettered to topic %r: %s", message.message_id, topic, record["error"]
-        )
+        self.logger.warning("Message %s dead-lettered to topic %r: %s", message.message_id, topic, record["error"])
 
 
 def dead_letter_record(message: dramatiq.Message, exception: BaseException, *, step: str) -> dict[str, Any]:

@@ -57,9 +57,7 @@ class Retries(Middleware):
         setting = self._settings(broker, message)
         retries = message.options.get("retries", 0)
         if retries >= setting["max_retries"]:
-            self.logger.warning(
-                "Message %s failed after %d attempts; giving up.", message.message_id, retries + 1
-            )
+            self.logger.warning("Message %s failed after %d attempts; giving up.", message.message_id, retries + 1)
             message.fail()
             return
 
@@ -77,8 +75,7 @@ class Retries(Middleware):
     def _settings(self, broker: dramatiq.Broker, message: dramatiq.Message) -> dict[str, Any]:
         actor_options = broker.get_actor(message.actor_name).options
         return {
-            name: message.options.get(name, actor_options.get(name, default))
-            for name, default in self.defaults.items()
+            name: message.options.get(name, actor_options.get(name, default)) for name, default in self.defaults.items()
         }
 
 

@@ -56,3 +56,13 @@ class FailedOrder(BaseModel):
 
 class Error(BaseModel):
     error: str
+
+
+class StockLevel(BaseModel):
+    stock: int = Field(ge=0)
+
+
+class Inventory(BaseModel):
+    productId: str
+    stock: int
+    lastUpdated: str

@@ -1,5 +1,9 @@
 """UpdateInventory: decrements stock for each item of a processed order.
 
+Stock is tracked for products whose stock was set (``PUT /inventory/{productId}``); items of
+untracked products are skipped, where the seed created a record with stock 0 that would then
+make every later order for the product look out of stock.
+
 The seed reads the stock, then writes stock - quantity: two concurrent orders for the same
 product both read the same stock and one decrement is lost. Here each decrement is a single
 atomic state update that also keeps the stock from going below zero.
@@ -21,11 +25,13 @@ from .types import InventoryEvent
 def handler(event: InventoryEvent, ctx: Context) -> None:
     ctx.logger.info("Updating inventory", orderId=event.orderId, itemCount=len(event.items))
     for item in event.items:
+        if ctx.state.get("inventory", item.productId) is None:
+            ctx.logger.info("Product stock is not tracked; skipping", productId=item.productId)
+            continue
         inventory = ctx.state.update(
             "inventory",
             item.productId,
             [
-                {"type": "set", "path": "productId", "value": item.productId},
                 {"type": "decrement", "path": "stock", "by": item.quantity, "min": 0},
                 {"type": "set", "path": "lastUpdated", "value": now_iso()},
             ],

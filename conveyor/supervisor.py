@@ -1,0 +1,80 @@
+"""Run the system's processes and bring back any that die.
+
+``dramatiq``'s master stops every worker process when one of them dies, so a crashed worker
+takes the whole ``dramatiq actors`` command down; the supervisor starts it again (with a
+short backoff), as a systemd unit with ``Restart=always`` would.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("conveyor.supervisor")
+
+
+@dataclass
+class Program:
+    """One supervised command."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        logger.info("Starting %s: %s", self.name, " ".join(self.argv))
+        self.process = subprocess.Popen(self.argv)
+        self.started_at = time.monotonic()
+
+
+class Supervisor:
+    """Start programs, restart those that exit, stop all of them on SIGINT/SIGTERM."""
+
+    def __init__(self, programs: list[Program], *, max_backoff: float = 10.0) -> None:
+        self.programs = programs
+        self.max_backoff = max_backoff
+        self.stopping = False
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for program in self.programs:
+            program.start()
+        while not self.stopping:
+            for program in self.programs:
+                assert program.process is not None
+                code = program.process.poll()
+                if code is None or self.stopping:
+                    continue
+                # A program that ran for a while gets a fresh backoff; a crash loop slows down.
+                if time.monotonic() - program.started_at > 30:
+                    program.restarts = 0
+                delay = min(2**program.restarts * 0.5, self.max_backoff)
+                program.restarts += 1
+                logger.warning("%s exited with %s; restarting in %.1fs", program.name, code, delay)
+                time.sleep(delay)
+                if not self.stopping:
+                    program.start()
+            time.sleep(0.2)
+        self._terminate_all()
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _terminate_all(self) -> None:
+        for program in self.programs:
+            if program.process and program.process.poll() is None:
+                program.process.terminate()
+        deadline = time.monotonic() + 15
+        for program in self.programs:
+            if program.process is None:
+                continue
+            try:
+                program.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                program.process.kill()
