@@ -6,9 +6,14 @@ Dramatiq actor per queue- or cron-triggered step on the configured broker.
 
 from __future__ import annotations
 
-from conveyor import boot
+from conveyor import ConfigError, boot
 
-runtime = boot()
+try:
+    runtime = boot()
+except ConfigError as exc:
+    # A configuration mistake is the operator's to fix: say what it is, without a traceback.
+    raise SystemExit(f"conveyor: {exc}") from None
+
 broker = runtime.broker
 
 __all__ = ["broker", "runtime"]

@@ -34,7 +34,8 @@ class Runtime:
         self.state = StateStore(config.state_path())
         self.settings = {step.name: config.step_settings(step.name, step.settings) for step in registry}
         retry_defaults = {k: v for k, v in config.step_settings("", {}).items() if k in _RETRY_KEYS}
-        self.broker = build_broker(config, [Retries(**retry_defaults), DeadLetters(self._publish_dead_letter)])
+        # Dramatiq runs after_* hooks in reverse order: Retries decides a message failed, then DeadLetters sees it.
+        self.broker = build_broker(config, [DeadLetters(self._publish_dead_letter), Retries(**retry_defaults)])
         dramatiq.set_broker(self.broker)
         self.actors: dict[str, dramatiq.Actor] = {
             step.name: declare_actor(self, step, self.settings[step.name]) for step in registry if step.runs_on_workers

@@ -24,7 +24,8 @@ class DeadLetters(Middleware):
     with the step, topic, message id, attempt count, last traceback line and the original
     data. Dramatiq's ``.XQ`` queue keeps the failed message too.
 
-    Must come after :class:`~conveyor.middleware.Retries`, which decides when a message fails.
+    Must be listed before :class:`~conveyor.middleware.Retries`, which decides when a message
+    fails: Dramatiq calls ``after_*`` hooks in reverse order, so Retries runs first.
 
     Parameters:
       publish: called with ``(topic, record, trace_id)``.

@@ -1,0 +1,60 @@
+"""Fixtures: a real RabbitMQ node the suite starts, and Conveyor systems running against it."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.localnode import LocalNode, port_open, rabbitmq_installed
+
+
+def _free_node_ports() -> tuple[int, int]:
+    # The Erlang distribution port is the AMQP port + 20000, so both must be free.
+    for _ in range(100):
+        port = random.randint(30000, 44000)
+        if not any(port_open(p) for p in (port, port + 20000, port + 1)):
+            return port, port + 1
+    raise RuntimeError("no free ports for a test RabbitMQ node")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
+    """A RabbitMQ node of the suite's own, on free ports, removed at the end."""
+    if not rabbitmq_installed():
+        pytest.fail("RabbitMQ is not installed: apt-get install rabbitmq-server (scripts/test.sh does it)")
+    port, management_port = _free_node_ports()
+    node = LocalNode(tmp_path_factory.mktemp("rabbitmq"), port=port, management_port=management_port, name="test")
+    node.start()
+    yield node
+    node.stop()
+    if not os.environ.get("CONVEYOR_KEEP_NODE"):
+        shutil.rmtree(node.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def system(rabbitmq: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Gateway and workers, running as real processes against the suite's RabbitMQ node."""
+    from tests.system import System
+
+    base: Path = tmp_path_factory.mktemp("system")
+    running = System(
+        base,
+        rabbitmq.url,
+        extra_config="""
+[steps.AlwaysFails]
+max_retries = 3
+backoff = "exponential"
+retry_delay = 300
+max_retry_delay = 1000
+dead_letter_queue = "test.dead"
+""",
+    )
+    running.start_workers(processes=1, threads=4)
+    running.start_gateway()
+    yield running
+    running.stop_all()
