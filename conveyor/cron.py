@@ -30,10 +30,10 @@ def parse_cron(expression: str, *, timezone: str = "UTC", step: str = "?") -> Cr
             "use 5 (minute hour day month weekday), 6 (seconds first) or 7 (seconds first, year last)"
         )
     values = dict(zip(names, fields, strict=True))
-    values["day_of_week"] = _cron_weekdays(values["day_of_week"])
     if "second" not in values:
         values["second"] = "0"
     try:
+        values["day_of_week"] = _cron_weekdays(values["day_of_week"])
         return CronTrigger(timezone=timezone, **values)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"step {step!r}: invalid cron expression {expression!r}: {exc}") from None
@@ -44,7 +44,7 @@ def _cron_weekdays(field: str) -> str:
     def name(match: re.Match[str]) -> str:
         number = int(match.group(0))
         if number > 7:
-            raise ConfigError(f"weekday {number} is out of range 0-7")
+            raise ValueError(f"weekday {number} is out of range 0-7")
         return _DAY_NAMES[number]
 
     parts = []

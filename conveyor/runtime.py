@@ -15,7 +15,7 @@ import dramatiq
 from .broker import build_broker
 from .config import Config, load_config
 from .cron import parse_cron
-from .errors import ConfigError
+from .errors import ConfigError, PublishError
 from .logs import setup_logging
 from .middleware import DeadLetters, Retries
 from .state import StateStore
@@ -68,7 +68,12 @@ class Runtime:
         actor = self.actors[step_name]
         message = actor.message_with_options(args=(data,), topic=topic, trace_id=trace_id or new_trace_id())
         delay_ms = int(delay * 1000) if delay else None
-        return self.broker.enqueue(message, delay=delay_ms).message_id
+        try:
+            return self.broker.enqueue(message, delay=delay_ms).message_id
+        except dramatiq.errors.BrokerConnectionError as exc:
+            raise PublishError(
+                f"RabbitMQ did not take the message for step {step_name!r} (topic {topic!r}): {exc}"
+            ) from exc
 
     def cron_steps(self) -> list[tuple[Step, str]]:
         """``(step, expression)`` for every cron-triggered step, config overrides applied."""
@@ -133,7 +138,7 @@ def boot(config_path: str | Path | None = None, registry: Registry | None = None
         config = load_config(config_path)
         setup_logging(config.logging.level)
         import_flows(config.project.flows)
-        runtime = Runtime(config, registry or default_registry)
+        runtime = Runtime(config, default_registry if registry is None else registry)
         runtime.check()
         _runtime = runtime
     return _runtime

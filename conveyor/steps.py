@@ -144,7 +144,7 @@ def step(
             enqueues=tuple(enqueues),
             settings=dict(settings),
         )
-        (registry or default_registry).add(declared)
+        (default_registry if registry is None else registry).add(declared)
         handler.step = declared  # type: ignore[attr-defined]
         return handler
 

@@ -12,20 +12,22 @@ from conveyor import ConfigError, Runtime
 from .errors import http_exception
 from .health import health_endpoint
 from .middleware import GatewayMiddleware
-from .routing import step_route
+from .routing import Endpoint, path_route, step_endpoint
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    """One route per HTTP trigger, plus ``GET /health``; JSON errors throughout."""
-    routes: list[Route] = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
-    seen: dict[tuple[str, str], str] = {}
+    """One route per HTTP path (dispatching on method), plus ``GET /health``; JSON errors throughout."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    owners: dict[tuple[str, str], str] = {}
     for step in runtime.registry:
         for trigger in step.http_triggers:
             key = (trigger.method, trigger.path)
-            if key in seen:
-                raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {seen[key]} and {step.name}")
-            seen[key] = step.name
-            routes.append(step_route(runtime, step, trigger))
+            if key in owners:
+                raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {owners[key]} and {step.name}")
+            owners[key] = step.name
+            by_path.setdefault(trigger.path, {})[trigger.method] = step_endpoint(runtime, step, trigger)
+    routes = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
+    routes += [path_route(path, endpoints) for path, endpoints in by_path.items()]
     return Starlette(
         routes=routes,
         middleware=[Middleware(GatewayMiddleware, max_body_size=runtime.config.gateway.max_body_size)],

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conveyor import Context, Request, Runtime
+from conveyor.errors import PublishError
 from conveyor.runtime import new_trace_id
 from conveyor.steps import Step
 from conveyor.triggers import HttpTrigger
@@ -35,8 +36,23 @@ class BadRequest(Exception):
         self.response = json_error(status, error, **details)
 
 
-def step_route(runtime: Runtime, step: Step, trigger: HttpTrigger) -> Route:
-    """A Starlette route that runs ``step`` for requests matching ``trigger``."""
+Endpoint = Callable[[HTTPRequest], Awaitable[Response]]
+
+
+def path_route(path: str, endpoints: dict[str, Endpoint]) -> Route:
+    """One route per path, dispatching on the method, so a 405 lists every allowed method."""
+
+    async def dispatch(http_request: HTTPRequest) -> Response:
+        method = http_request.method
+        if method == "HEAD" and "HEAD" not in endpoints:
+            method = "GET"  # Starlette allows HEAD wherever GET is; answer it as GET
+        return await endpoints[method](http_request)
+
+    return Route(path, dispatch, methods=list(endpoints), name=path)
+
+
+def step_endpoint(runtime: Runtime, step: Step, trigger: HttpTrigger) -> Endpoint:
+    """An endpoint that runs ``step`` for requests matching ``trigger``."""
 
     async def endpoint(http_request: HTTPRequest) -> Response:
         try:
@@ -51,19 +67,19 @@ def step_route(runtime: Runtime, step: Step, trigger: HttpTrigger) -> Route:
         except BadRequest as exc:
             return exc.response
         ctx = Context(runtime, step, trace_id=http_request.headers.get("x-trace-id") or new_trace_id())
-        result = await _call(step, request, ctx)
         try:
+            result = await _call(step, request, ctx)
             await ctx.settle()
-        except Exception as exc:
-            logger.error("Enqueue failed in step %s: %r", step.name, exc)
+        except PublishError as exc:
+            # Never answer 2xx for work RabbitMQ did not confirm: the client must retry.
+            logger.error("Enqueue failed in step %s: %s", step.name, exc)
             return json_error(
                 503,
                 "The request could not be queued: the message broker did not confirm it. Try again shortly.",
             )
         return _response(result, trigger)
 
-    name = f"{step.name}:{trigger.method}"
-    return Route(trigger.path, endpoint, methods=[trigger.method], name=name)
+    return endpoint
 
 
 async def _call(step: Step, request: Request, ctx: Context) -> Any:

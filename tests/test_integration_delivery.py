@@ -61,9 +61,7 @@ def test_input_failing_its_schema_is_dead_lettered_at_once(system):
     record = wait_for(lambda: system.state.get("dead", message_id), timeout=15)
     assert record["deadLetter"]["attempts"] == 1
     assert record["error"].startswith("InvalidInput: input for step 'AlwaysFails' failed its schema: id:")
-    assert system.state.items("attempts") == [] or all(
-        key != message_id for key, _ in system.state.items("attempts")
-    )
+    assert system.state.items("attempts") == [] or all(key != message_id for key, _ in system.state.items("attempts"))
 
 
 def test_topic_with_two_subscribers_delivers_a_copy_to_each(system):
