@@ -8,6 +8,7 @@ short backoff), as a systemd unit with ``Restart=always`` would.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -28,7 +29,9 @@ class Program:
 
     def start(self) -> None:
         logger.info("Starting %s: %s", self.name, " ".join(self.argv))
-        self.process = subprocess.Popen(self.argv)
+        # Its own process group: one signal from us reaches the program and its children, and a
+        # Ctrl-C at the terminal does not reach them twice (dramatiq hard-kills on a second signal).
+        self.process = subprocess.Popen(self.argv, start_new_session=True)
         self.started_at = time.monotonic()
 
 
@@ -68,8 +71,7 @@ class Supervisor:
 
     def _terminate_all(self) -> None:
         for program in self.programs:
-            if program.process and program.process.poll() is None:
-                program.process.terminate()
+            _signal_group(program, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for program in self.programs:
             if program.process is None:
@@ -77,4 +79,14 @@ class Supervisor:
             try:
                 program.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                program.process.kill()
+                logger.warning("%s did not stop within 15s; killing it", program.name)
+            _signal_group(program, signal.SIGKILL)  # whatever of the group is left
+
+
+def _signal_group(program: Program, sig: int) -> None:
+    if program.process is None:
+        return
+    try:
+        os.killpg(program.process.pid, sig)
+    except ProcessLookupError:
+        pass
