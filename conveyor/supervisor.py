@@ -29,8 +29,8 @@ class Program:
 
     def start(self) -> None:
         logger.info("Starting %s: %s", self.name, " ".join(self.argv))
-        # Its own process group: one signal from us reaches the program and its children, and a
-        # Ctrl-C at the terminal does not reach them twice (dramatiq hard-kills on a second signal).
+        # Its own process group, so a Ctrl-C at the terminal reaches it once, through us (dramatiq
+        # hard-kills its workers on a second signal), and a group kill cleans up what it leaves.
         self.process = subprocess.Popen(self.argv, start_new_session=True)
         self.started_at = time.monotonic()
 
@@ -71,7 +71,9 @@ class Supervisor:
 
     def _terminate_all(self) -> None:
         for program in self.programs:
-            _signal_group(program, signal.SIGTERM)
+            # The program alone: dramatiq's master passes the signal on, and a second one hard-kills.
+            if program.process and program.process.poll() is None:
+                program.process.terminate()
         deadline = time.monotonic() + 15
         for program in self.programs:
             if program.process is None:
