@@ -16,9 +16,10 @@ from .context import Context, Enqueued
 from .errors import ConfigError, ConveyorError, InvalidInput, UndeclaredTopicError
 from .requests import Request
 from .runtime import Runtime, boot, current
-from .state import StateStore
+from .state_changes import StateChange
+from .state_store import StateStore
 from .steps import Step, step
-from .triggers import cron, http, queue
+from .triggers import cron, http, queue, state
 
 __all__ = [
     "ConfigError",
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidInput",
     "Request",
     "Runtime",
+    "StateChange",
     "StateStore",
     "Step",
     "UndeclaredTopicError",
@@ -37,5 +39,6 @@ __all__ = [
     "http",
     "now_iso",
     "queue",
+    "state",
     "step",
 ]

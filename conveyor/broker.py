@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import q_name
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, ShutdownNotifications, TimeLimit
 
 from .config import Config
@@ -15,8 +17,30 @@ from .config import Config
 logger = logging.getLogger("conveyor.broker")
 
 
-def build_broker(config: Config, middleware: list[Middleware]) -> dramatiq.Broker:
-    """The broker every Conveyor process shares; ``middleware`` comes after Dramatiq's basics."""
+class ConveyorRabbitmqBroker(RabbitmqBroker):
+    """RabbitMQ broker whose per-queue prefetch enforces each step's ``concurrency``.
+
+    Subclassed because Dramatiq has no hook for a per-queue prefetch: RabbitMQ hands a worker
+    process at most ``concurrency`` unacknowledged messages of that step, and a message stays
+    unacknowledged until its handler is done, so no more than that run at once, while the
+    process's other threads stay free for other steps.
+    """
+
+    def __init__(self, *, concurrency: dict[str, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.concurrency = dict(concurrency or {})
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
+        if queue_name == q_name(queue_name) and queue_name in self.concurrency:
+            prefetch = min(prefetch, self.concurrency[queue_name])
+        return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
+
+
+def build_broker(config: Config, middleware: list[Middleware], concurrency: dict[str, int]) -> dramatiq.Broker:
+    """The broker every Conveyor process shares; ``middleware`` comes after Dramatiq's basics.
+
+    ``concurrency`` maps queue names to how many of their messages may run at once per process.
+    """
     stack: list[Middleware] = [TimeLimit(), ShutdownNotifications(), CurrentMessage(), AsyncIO(), *middleware]
     if config.broker.kind == "memory":
         logger.warning(
@@ -24,9 +48,11 @@ def build_broker(config: Config, middleware: list[Middleware]) -> dramatiq.Broke
             "stops. Install RabbitMQ (apt-get install rabbitmq-server) for durable queues."
         )
         return StubBroker(middleware=stack)
-    return RabbitmqBroker(
+    return ConveyorRabbitmqBroker(
         url=with_heartbeat(config.broker.url, config.broker.heartbeat),
         confirm_delivery=True,
+        max_priority=config.broker.max_priority,
+        concurrency=concurrency,
         middleware=stack,
     )
 

@@ -30,6 +30,10 @@ class StepSettings(_Section):
     dead_letter_queue: str | None = Field(default=None, min_length=1, description="topic for dead messages")
     time_limit: int | None = Field(default=None, gt=0, description="milliseconds a handler may run")
     cron: str | None = Field(default=None, description="replaces the step's cron expression")
+    priority: int | Literal["low", "normal", "high"] | None = Field(
+        default=None, description="default priority of messages to this step"
+    )
+    concurrency: int | None = Field(default=None, ge=1, description="messages at once per worker process")
 
 
 #: Built-in defaults, used where neither config.toml nor the step's code says otherwise.
@@ -40,6 +44,8 @@ BUILTIN_STEP_SETTINGS: dict[str, Any] = {
     "max_retry_delay": 300_000,
     "dead_letter_queue": None,
     "time_limit": 600_000,
+    "priority": "normal",
+    "concurrency": None,
 }
 
 
@@ -54,6 +60,8 @@ class BrokerSection(_Section):
     #: Seconds between AMQP heartbeats; broken connections are noticed within about twice this.
     heartbeat: int = Field(default=60, ge=0)
     management_url: str = "http://127.0.0.1:15672"
+    #: Queues are declared with x-max-priority; message priorities run from 0 to this.
+    max_priority: int = Field(default=10, ge=1, le=255)
 
 
 class GatewaySection(_Section):
@@ -70,6 +78,11 @@ class SchedulerSection(_Section):
     timezone: str = "UTC"
 
 
+class AdminSection(_Section):
+    #: Key for the gateway's /_admin endpoints; with none set they are disabled (404).
+    api_key: str | None = Field(default=None, min_length=16)
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -84,6 +97,7 @@ class Config(_Section):
     state: StateSection = StateSection()
     scheduler: SchedulerSection = SchedulerSection()
     logging: LoggingSection = LoggingSection()
+    admin: AdminSection = AdminSection()
     defaults: StepSettings = StepSettings()
     steps: dict[str, StepSettings] = {}
     #: The directory relative paths in the file are resolved against.
@@ -111,7 +125,7 @@ def load_config(path: str | Path | None = None) -> Config:
     """Read and validate config.toml; a missing file means all defaults.
 
     Environment variables override the file: ``CONVEYOR_BROKER_URL``, ``CONVEYOR_BROKER``
-    (``rabbitmq`` or ``memory``) and ``CONVEYOR_STATE_PATH``.
+    (``rabbitmq`` or ``memory``), ``CONVEYOR_STATE_PATH`` and ``CONVEYOR_ADMIN_KEY``.
     """
     path = Path(path) if path is not None else config_path()
     raw: dict[str, Any] = {}
@@ -133,6 +147,7 @@ def _apply_environment(raw: dict[str, Any]) -> None:
         "CONVEYOR_BROKER_URL": ("broker", "url"),
         "CONVEYOR_BROKER": ("broker", "kind"),
         "CONVEYOR_STATE_PATH": ("state", "path"),
+        "CONVEYOR_ADMIN_KEY": ("admin", "api_key"),
     }
     for variable, (section, key) in overrides.items():
         if value := os.environ.get(variable):

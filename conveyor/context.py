@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from .errors import UndeclaredTopicError
 from .logs import StepLogger
-from .state import StateStore
+from .state_store import StateStore
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -41,7 +41,7 @@ class Context:
     """Passed to every handler as ``ctx``.
 
     Attributes:
-      state: the :class:`~conveyor.state.StateStore`.
+      state: the :class:`~conveyor.state_store.StateStore`.
       logger: a :class:`~conveyor.logs.StepLogger` bound to this step and trace.
       trace_id: follows the work from the HTTP request through every enqueue.
       message_id, attempt, topic: for queue- and cron-triggered steps, the message being
@@ -73,10 +73,14 @@ class Context:
     def state(self) -> StateStore:
         return self._runtime.state
 
-    def enqueue(self, topic: str, data: Any, *, delay: float | None = None) -> Enqueued:
+    def enqueue(
+        self, topic: str, data: Any, *, delay: float | None = None, priority: int | str | None = None
+    ) -> Enqueued:
         """Send ``data`` (a dict or pydantic model) to every step subscribed to ``topic``.
 
-        ``topic`` must be in the step's ``enqueues``. ``delay`` is in seconds. Called from a
+        ``topic`` must be in the step's ``enqueues``. ``delay`` is in seconds (the message runs
+        no sooner). ``priority`` (``"low"``, ``"normal"``, ``"high"`` or an integer up to
+        ``[broker] max_priority``) overrides the receiving step's default. Called from a
         running event loop (an ``async def`` handler), the publish runs in a thread and is
         awaited before the handler's work counts as done; elsewhere it returns once
         RabbitMQ has confirmed every copy.
@@ -85,7 +89,7 @@ class Context:
             raise UndeclaredTopicError(self.step.name, topic, list(self.step.enqueues))
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
         send: Callable[[], list[str]] = lambda: self._runtime.publish(  # noqa: E731
-            topic, payload, trace_id=self.trace_id, delay=delay
+            topic, payload, trace_id=self.trace_id, delay=delay, priority=priority
         )
         if _on_event_loop():
             future = self._runtime.publisher_pool.submit(send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import importlib
 import logging
@@ -11,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from .broker import build_broker
 from .config import Config, load_config
 from .cron import parse_cron
-from .errors import ConfigError, PublishError
+from .errors import ConfigError, ConveyorError, PublishError
 from .logs import setup_logging
-from .middleware import DeadLetters, Retries
-from .state import StateStore
+from .middleware import Conditions, DeadLetters, Priority, Retries
+from .middleware.priority import resolve_priority
+from .queues import declare_queues
+from .state_store import PendingTrigger, StateStore
 from .steps import Registry, Step, default_registry
 from .workers import declare_actor
 
@@ -34,8 +38,19 @@ class Runtime:
         self.state = StateStore(config.state_path())
         self.settings = {step.name: config.step_settings(step.name, step.settings) for step in registry}
         retry_defaults = {k: v for k, v in config.step_settings("", {}).items() if k in _RETRY_KEYS}
-        # Dramatiq runs after_* hooks in reverse order: Retries decides a message failed, then DeadLetters sees it.
-        self.broker = build_broker(config, [DeadLetters(self._publish_dead_letter), Retries(**retry_defaults)])
+        concurrency = {
+            step.queue_name: self.settings[step.name]["concurrency"]
+            for step in registry
+            if self.settings[step.name].get("concurrency")
+        }
+        middleware = [
+            Priority(max_priority=config.broker.max_priority),
+            Conditions(self.state),
+            # Dramatiq runs after_* hooks in reverse order: Retries decides a message failed, then DeadLetters sees it.
+            DeadLetters(self._publish_dead_letter),
+            Retries(**retry_defaults),
+        ]
+        self.broker = build_broker(config, middleware, concurrency)
         dramatiq.set_broker(self.broker)
         self.actors: dict[str, dramatiq.Actor] = {
             step.name: declare_actor(self, step, self.settings[step.name]) for step in registry if step.runs_on_workers
@@ -43,17 +58,32 @@ class Runtime:
         self.subscribers = registry.subscribers()
         #: Threads that publish for async handlers, each reusing its own RabbitMQ channel.
         self.publisher_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="conveyor-publish")
+        self.state.watchers = {
+            group: [(step.name, trigger.matches) for step, trigger in watchers]
+            for group, watchers in registry.state_watchers().items()
+        }
+        self.state.on_commit = self._publish_state_triggers
 
-    def publish(self, topic: str, data: Any, *, trace_id: str | None = None, delay: float | None = None) -> list[str]:
+    def publish(
+        self,
+        topic: str,
+        data: Any,
+        *,
+        trace_id: str | None = None,
+        delay: float | None = None,
+        priority: int | str | None = None,
+    ) -> list[str]:
         """Send ``data`` to every step subscribed to ``topic``; returns the message ids.
 
-        Returns once RabbitMQ confirmed every copy. ``delay`` is in seconds.
+        Returns once RabbitMQ confirmed every copy. ``delay`` is in seconds; ``priority`` is
+        ``"low"``, ``"normal"``, ``"high"`` or an integer up to ``[broker] max_priority``.
         """
         steps = self.subscribers.get(topic)
         if not steps:
             raise ConfigError(f"topic {topic!r} has no subscribing step")
         trace_id = trace_id or new_trace_id()
-        return [self.send(step.name, data, topic=topic, trace_id=trace_id, delay=delay) for step in steps]
+        options = {} if priority is None else {"priority": priority}
+        return [self.send(step.name, data, topic=topic, trace_id=trace_id, delay=delay, **options) for step in steps]
 
     def send(
         self,
@@ -63,10 +93,16 @@ class Runtime:
         topic: str | None = None,
         trace_id: str | None = None,
         delay: float | None = None,
+        **options: Any,
     ) -> str:
-        """Send one message straight to a step's actor (cron firings, replays)."""
+        """Send one message straight to a step's actor (cron firings, state triggers, replays).
+
+        Extra ``options`` become Dramatiq message options (``priority=``, ``state_group=``...).
+        """
         actor = self.actors[step_name]
-        message = actor.message_with_options(args=(data,), topic=topic, trace_id=trace_id or new_trace_id())
+        if "priority" in options:
+            resolve_priority(options["priority"], self.config.broker.max_priority)  # fail here, not in a hook
+        message = actor.message_with_options(args=(data,), topic=topic, trace_id=trace_id or new_trace_id(), **options)
         delay_ms = int(delay * 1000) if delay else None
         try:
             return self.broker.enqueue(message, delay=delay_ms).message_id
@@ -83,8 +119,46 @@ class Runtime:
                 found.append((step, self.settings[step.name].get("cron") or trigger.expression))
         return found
 
+    def _publish_state_triggers(self, pending: list[PendingTrigger]) -> None:
+        # Called right after the write committed. From an event loop, publish off the loop; if
+        # the process dies first, the triggers stay in the outbox for the sweep.
+        if _on_event_loop():
+            self.publisher_pool.submit(self.publish_pending_triggers, pending)
+        else:
+            self.publish_pending_triggers(pending)
+
+    def publish_pending_triggers(self, pending: list[PendingTrigger]) -> int:
+        """Publish recorded state triggers and forget those RabbitMQ confirmed; returns how many."""
+        done: list[int] = []
+        try:
+            for trigger in pending:
+                self.send(trigger.step, trigger.change, trace_id=trigger.trace_id, state_group=trigger.change["group"])
+                done.append(trigger.id)
+        except PublishError as exc:
+            logger.warning("State trigger publish failed (%s); the sweep will retry it.", exc)
+        finally:
+            self.state.triggers_published(done)
+        return len(done)
+
+    def sweep_state_triggers(self, older_than: float = 10.0) -> int:
+        """Publish state triggers a crash left in the outbox (recorded over ``older_than`` seconds ago)."""
+        count = 0
+        while pending := self.state.pending_triggers(older_than=older_than):
+            published = self.publish_pending_triggers(pending)
+            count += published
+            if published < len(pending):
+                break
+        if count:
+            logger.info("Swept %d state trigger(s) left unpublished.", count)
+        return count
+
     def _publish_dead_letter(self, topic: str, record: dict[str, Any], trace_id: str | None) -> None:
         self.publish(topic, record, trace_id=trace_id)
+
+    def declare_queues(self) -> None:
+        """Create every step's queues now, so a mismatch with RabbitMQ stops start-up with a clear message."""
+        if isinstance(self.broker, RabbitmqBroker):
+            declare_queues(self.broker, [actor.queue_name for actor in self.actors.values()])
 
     def check(self) -> None:
         """Refuse to start on wiring mistakes: topics nobody reads, unknown steps in config, bad cron."""
@@ -104,6 +178,11 @@ class Runtime:
                     unrouted.setdefault(topic, []).append(step.name)
         for topic, senders in sorted(unrouted.items()):
             problems.append(f"topic {topic!r} (enqueued by {', '.join(senders)}) has no subscribing step")
+        for step in self.registry:
+            try:
+                resolve_priority(self.settings[step.name]["priority"], self.config.broker.max_priority)
+            except ConveyorError as exc:
+                problems.append(f"step {step.name!r}: {exc}")
         for step, expression in self.cron_steps():
             try:
                 parse_cron(expression, timezone=self.config.scheduler.timezone, step=step.name)
@@ -114,6 +193,14 @@ class Runtime:
 
 
 _RETRY_KEYS = ("max_retries", "backoff", "retry_delay", "max_retry_delay")
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def new_trace_id() -> str:
@@ -140,6 +227,7 @@ def boot(config_path: str | Path | None = None, registry: Registry | None = None
         import_flows(config.project.flows)
         runtime = Runtime(config, default_registry if registry is None else registry)
         runtime.check()
+        runtime.declare_queues()
         _runtime = runtime
     return _runtime
 

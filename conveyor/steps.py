@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .errors import StepDeclarationError
-from .triggers import CronTrigger, HttpTrigger, QueueTrigger, Trigger
+from .triggers import CronTrigger, HttpTrigger, QueueTrigger, StateTrigger, Trigger
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -42,13 +42,17 @@ class Step:
         return [t for t in self.triggers if isinstance(t, QueueTrigger)]
 
     @property
+    def state_triggers(self) -> list[StateTrigger]:
+        return [t for t in self.triggers if isinstance(t, StateTrigger)]
+
+    @property
     def cron_triggers(self) -> list[CronTrigger]:
         return [t for t in self.triggers if isinstance(t, CronTrigger)]
 
     @property
     def runs_on_workers(self) -> bool:
-        """Queue- and cron-triggered steps run as Dramatiq actors; HTTP steps run in the gateway."""
-        return bool(self.queue_triggers or self.cron_triggers)
+        """Queue-, state- and cron-triggered steps run as Dramatiq actors; HTTP steps run in the gateway."""
+        return bool(self.queue_triggers or self.state_triggers or self.cron_triggers)
 
     @property
     def queue_name(self) -> str:
@@ -57,6 +61,9 @@ class Step:
 
     def queue_trigger_for(self, topic: str) -> QueueTrigger | None:
         return next((t for t in self.queue_triggers if t.topic == topic), None)
+
+    def state_trigger_for(self, group: str) -> StateTrigger | None:
+        return next((t for t in self.state_triggers if t.group == group), None)
 
 
 class Registry:
@@ -94,6 +101,14 @@ class Registry:
             for trigger in step.queue_triggers:
                 topics.setdefault(trigger.topic, []).append(step)
         return topics
+
+    def state_watchers(self) -> dict[str, list[tuple[Step, StateTrigger]]]:
+        """State group -> the steps (and their triggers) that run when it changes."""
+        groups: dict[str, list[tuple[Step, StateTrigger]]] = {}
+        for step in self.steps.values():
+            for trigger in step.state_triggers:
+                groups.setdefault(trigger.group, []).append((step, trigger))
+        return groups
 
 
 #: The registry the :func:`step` decorator adds to unless told otherwise.

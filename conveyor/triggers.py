@@ -46,6 +46,35 @@ class QueueTrigger:
 
 
 @dataclass(frozen=True)
+class StateTrigger:
+    """Run the step when a value in ``group`` is created, updated or deleted and matches.
+
+    ``filter`` maps dotted paths to the values they must hold (in the new value; in the old
+    one for a deletion); ``condition(change, ctx)`` is checked on the worker before the handler.
+    """
+
+    group: str
+    filter: dict[str, Any] = field(default_factory=dict)
+    condition: Condition | None = None
+
+    @property
+    def kind(self) -> str:
+        return "state"
+
+    def matches(self, value: Any) -> bool:
+        """Does ``value`` hold every path/value pair of the filter?"""
+        for path, expected in self.filter.items():
+            current = value
+            for part in path.split("."):
+                if not isinstance(current, dict) or part not in current:
+                    return False
+                current = current[part]
+            if current != expected:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
 class CronTrigger:
     """Run the step on a cron schedule (5, 6 or 7 fields)."""
 
@@ -56,7 +85,7 @@ class CronTrigger:
         return "cron"
 
 
-Trigger = HttpTrigger | QueueTrigger | CronTrigger
+Trigger = HttpTrigger | QueueTrigger | StateTrigger | CronTrigger
 
 _MOTIA_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -91,6 +120,17 @@ def queue(topic: str, *, input: type[BaseModel] | None = None, condition: Condit
     if not topic:
         raise StepDeclarationError("queue trigger needs a topic name")
     return QueueTrigger(topic, input, condition)
+
+
+def state(group: str, *, filter: dict[str, Any] | None = None, condition: Condition | None = None) -> StateTrigger:
+    """Trigger a step when state in ``group`` changes: ``state("messages", filter={"status": "processed"})``.
+
+    The handler's input is a :class:`~conveyor.state_changes.StateChange` (``group``, ``key``,
+    ``event``, ``old_value``, ``value``). The trigger travels through RabbitMQ like any message.
+    """
+    if not group:
+        raise StepDeclarationError("state trigger needs a group name")
+    return StateTrigger(group, dict(filter or {}), condition)
 
 
 def cron(expression: str) -> CronTrigger:

@@ -11,7 +11,11 @@ from pydantic import BaseModel, ValidationError
 
 from .context import Context
 from .errors import InvalidInput
+from .middleware import ConditionNotMet
+from .state_changes import StateChange
 from .steps import Step
+from .tracing import current_trace_id
+from .triggers import Condition
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -54,17 +58,31 @@ def parse_input(step: Step, model: type[BaseModel] | None, data: Any) -> Any:
 def _prepare(runtime: Runtime, step: Step, data: Any) -> tuple[Any, Context]:
     message = CurrentMessage.get_current_message()
     options = message.options if message is not None else {}
-    topic = options.get("topic")
-    trigger = step.queue_trigger_for(topic) if topic else None
     ctx = Context(
         runtime,
         step,
         trace_id=options.get("trace_id") or (message.message_id if message else "-"),
         message_id=message.message_id if message else None,
         attempt=options.get("retries", 0) + 1,
-        topic=topic,
+        topic=options.get("topic"),
     )
-    return parse_input(step, trigger.input if trigger else None, data), ctx
+    current_trace_id.set(ctx.trace_id)
+    model, condition = _input_rules(step, options)
+    value = parse_input(step, model, data)
+    if condition is not None and not condition(value, ctx):
+        raise ConditionNotMet(f"{step.name}: condition is false")
+    return value, ctx
+
+
+def _input_rules(step: Step, options: dict[str, Any]) -> tuple[type[BaseModel] | None, Condition | None]:
+    """The schema and condition of the trigger that sent this message (none for cron)."""
+    if topic := options.get("topic"):
+        queue_trigger = step.queue_trigger_for(topic)
+        return (queue_trigger.input, queue_trigger.condition) if queue_trigger else (None, None)
+    if group := options.get("state_group"):
+        state_trigger = step.state_trigger_for(group)
+        return StateChange, state_trigger.condition if state_trigger else None
+    return None, None
 
 
 def _actor_function(runtime: Runtime, step: Step) -> Callable[..., Any]:

@@ -17,6 +17,7 @@ from conveyor import Context, Request, Runtime
 from conveyor.errors import PublishError
 from conveyor.runtime import new_trace_id
 from conveyor.steps import Step
+from conveyor.tracing import current_trace_id
 from conveyor.triggers import HttpTrigger
 from conveyor.workers import validation_errors
 
@@ -67,6 +68,7 @@ def step_endpoint(runtime: Runtime, step: Step, trigger: HttpTrigger) -> Endpoin
         except BadRequest as exc:
             return exc.response
         ctx = Context(runtime, step, trace_id=http_request.headers.get("x-trace-id") or new_trace_id())
+        current_trace_id.set(ctx.trace_id)  # state triggers fired by this request's writes carry it on
         try:
             result = await _call(step, request, ctx)
             await ctx.settle()

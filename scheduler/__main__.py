@@ -10,8 +10,8 @@ from scheduler import schedule_cron_steps
 
 def main() -> None:
     scheduler = schedule_cron_steps(actors.runtime)
-    if not scheduler.get_jobs():
-        logging.getLogger("conveyor.scheduler").warning("No cron steps are declared; nothing to schedule.")
+    if not actors.runtime.cron_steps():
+        logging.getLogger("conveyor.scheduler").warning("No cron steps are declared; nothing to fire.")
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

@@ -12,6 +12,9 @@ from conveyor.cron import parse_cron
 
 logger = logging.getLogger("conveyor.scheduler")
 
+#: Seconds between sweeps of state triggers left unpublished by a crash.
+SWEEP_INTERVAL = 10
+
 
 def schedule_cron_steps(runtime: Runtime, scheduler: BaseScheduler | None = None) -> BaseScheduler:
     """Add a job per cron step to ``scheduler`` (a new blocking one by default).
@@ -35,6 +38,18 @@ def schedule_cron_steps(runtime: Runtime, scheduler: BaseScheduler | None = None
             replace_existing=True,
         )
         logger.info("Scheduled %s on %r (%s)", step.name, expression, timezone)
+    if runtime.registry.state_watchers():
+        # State triggers are published right after their write; this catches those a crash left behind.
+        scheduler.add_job(
+            runtime.sweep_state_triggers,
+            "interval",
+            seconds=SWEEP_INTERVAL,
+            id="conveyor.sweep-state-triggers",
+            name="sweep unpublished state triggers",
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+        )
     return scheduler
 
 

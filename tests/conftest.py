@@ -52,6 +52,8 @@ backoff = "exponential"
 retry_delay = 300
 max_retry_delay = 1000
 dead_letter_queue = "test.dead"
+[steps.LimitedProbe]
+concurrency = 2
 """,
     )
     running.start_workers(processes=1, threads=4)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.state import StateStore
+from conveyor.state_store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,18 +6,10 @@ then the step's (from config.toml or code), then the middleware's default.
 
 from __future__ import annotations
 
-from typing import Any
-
-import dramatiq
-
+from .conditions import ConditionNotMet, Conditions
 from .dead_letters import DeadLetters
+from .options import option
+from .priority import Priority
 from .retries import Retries
 
-__all__ = ["DeadLetters", "Retries", "option"]
-
-
-def option(broker: dramatiq.Broker, message: dramatiq.Message, name: str, default: Any = None) -> Any:
-    """The value of option ``name`` for ``message``: message, then actor, then ``default``."""
-    if name in message.options:
-        return message.options[name]
-    return broker.get_actor(message.actor_name).options.get(name, default)
+__all__ = ["ConditionNotMet", "Conditions", "DeadLetters", "Priority", "Retries", "option"]

@@ -8,11 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from conveyor import Context, Request, cron, http, queue, step
+from conveyor import Context, Request, StateChange, cron, http, queue, state, step
 
 
 class Envelope(BaseModel):
     data: Any
+    repeat: int = 1
+    priority: str | int | None = None
+    delay: float | None = None
 
 
 class Probe(BaseModel):
@@ -23,11 +26,26 @@ class Probe(BaseModel):
 @step(
     name="TestEnqueue",
     triggers=[http("POST", "/_test/enqueue/:topic", body=Envelope)],
-    enqueues=["test.always-fails", "test.slow", "test.fanout"],
+    enqueues=["test.always-fails", "test.slow", "test.fanout", "test.ordered", "test.limited", "test.quick"],
 )
 async def enqueue(request: Request, ctx: Context) -> dict[str, Any]:
-    ids = await ctx.enqueue(request.path_params["topic"], request.body.data)
+    envelope: Envelope = request.body
+    ids: list[str] = []
+    for n in range(envelope.repeat):
+        data = {**envelope.data, "n": n} if envelope.repeat > 1 else envelope.data
+        topic = request.path_params["topic"]
+        ids += await ctx.enqueue(topic, data, priority=envelope.priority, delay=envelope.delay)
     return {"status": 202, "body": {"messageIds": ids}}
+
+
+@step(name="TestSetState", triggers=[http("PUT", "/_test/state/:group/:key", body=Envelope)])
+def set_state(request: Request, ctx: Context) -> dict[str, Any]:
+    group, key = request.path_params["group"], request.path_params["key"]
+    if request.body.data is None:
+        ctx.state.delete(group, key)
+    else:
+        ctx.state.set(group, key, request.body.data)
+    return {"status": 200, "body": {"traceId": ctx.trace_id}}
 
 
 @step(name="AlwaysFails", triggers=[queue("test.always-fails", input=Probe)])
@@ -63,3 +81,36 @@ async def fanout_b(probe: Probe, ctx: Context) -> None:
 @step(name="TestTick", triggers=[cron("0 0 1 1 *")])
 def tick(_: None, ctx: Context) -> None:
     ctx.state.update("ticks", "count", [{"type": "increment", "path": "n"}])
+
+
+class Ordered(BaseModel):
+    id: str
+    kind: str
+    n: int = 0
+
+
+@step(name="OrderedProbe", triggers=[queue("test.ordered", input=Ordered)])
+def ordered_probe(probe: Ordered, ctx: Context) -> None:
+    position = ctx.state.update("ordered-counter", probe.id, [{"type": "increment", "path": "n"}])["n"]
+    ctx.state.set(f"ordered-{probe.id}", f"{probe.kind}-{probe.n}", position)
+
+
+@step(name="LimitedProbe", triggers=[queue("test.limited", input=Probe)])
+def limited_probe(probe: Probe, ctx: Context) -> None:
+    running = ctx.state.update("limited", probe.id, [{"type": "increment", "path": "running"}])["running"]
+    # seen = max(seen, running), atomically: add nothing, but never below the current count.
+    ctx.state.update("limited", probe.id, [{"type": "increment", "path": "seen", "by": 0, "min": running}])
+    time.sleep(probe.sleep)
+    ctx.state.update(
+        "limited", probe.id, [{"type": "decrement", "path": "running"}, {"type": "increment", "path": "done"}]
+    )
+
+
+@step(name="QuickProbe", triggers=[queue("test.quick", input=Probe)])
+def quick_probe(probe: Probe, ctx: Context) -> None:
+    ctx.state.set("quick", probe.id, {"at": time.time(), "attempt": ctx.attempt})
+
+
+@step(name="WatchDone", triggers=[state("watched", filter={"status": "done"})])
+def watch_done(change: StateChange, ctx: Context) -> None:
+    ctx.state.set("watch-log", f"{change.key}-{change.event}", {**change.model_dump(), "trace": ctx.trace_id})
