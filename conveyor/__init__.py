@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .clock import now_iso
 from .context import Context, Enqueued
-from .errors import ConfigError, ConveyorError, InvalidInput, UndeclaredTopicError
+from .errors import ConfigError, ConveyorError, InvalidInput, PublishError, UndeclaredTopicError
 from .requests import Request
 from .runtime import Runtime, boot, current
 from .state_changes import StateChange
@@ -27,6 +27,7 @@ __all__ = [
     "ConveyorError",
     "Enqueued",
     "InvalidInput",
+    "PublishError",
     "Request",
     "Runtime",
     "StateChange",

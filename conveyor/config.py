@@ -6,8 +6,9 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -77,6 +78,15 @@ class StateSection(_Section):
 class SchedulerSection(_Section):
     timezone: str = "UTC"
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"a time zone name such as 'UTC' or 'Europe/Paris', got {value!r}") from None
+        return value
+
 
 class AdminSection(_Section):
     #: Key for the gateway's /_admin endpoints; with none set they are disabled (404).
@@ -127,7 +137,10 @@ def load_config(path: str | Path | None = None) -> Config:
     Environment variables override the file: ``CONVEYOR_BROKER_URL``, ``CONVEYOR_BROKER``
     (``rabbitmq`` or ``memory``), ``CONVEYOR_STATE_PATH`` and ``CONVEYOR_ADMIN_KEY``.
     """
+    explicit = path is not None or "CONVEYOR_CONFIG" in os.environ
     path = Path(path) if path is not None else config_path()
+    if explicit and not path.exists():
+        raise ConfigError(f"config file {path} does not exist (check CONVEYOR_CONFIG)")
     raw: dict[str, Any] = {}
     if path.exists():
         try:
@@ -155,12 +168,25 @@ def _apply_environment(raw: dict[str, Any]) -> None:
 
 
 def _describe(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path} is invalid:"]
+    expected: dict[str, list[str]] = {}
+    found: dict[str, Any] = {}
+    unknown: list[str] = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
+        # Union members show up as extra location parts ("int", "literal['low',...]"): drop them.
+        key = ".".join(str(part) for part in error["loc"] if not _is_type_tag(part))
         if error["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (check its spelling against docs/configuration.md)")
-        else:
-            expected = error["msg"].removeprefix("Input should be ")
-            lines.append(f"  {key}: expected {expected}, got {error['input']!r}")
+            unknown.append(key)
+            continue
+        message = error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+        expected.setdefault(key, []).append(message)
+        found[key] = error["input"]
+    lines = [f"{path} is invalid:"]
+    lines += [f"  {key}: unknown key (check its spelling against docs/configuration.md)" for key in unknown]
+    for key, reasons in expected.items():
+        got = f", got {found[key]!r}" if key in found else ""
+        lines.append(f"  {key}: expected {' or '.join(dict.fromkeys(reasons))}{got}")
     return "\n".join(lines)
+
+
+def _is_type_tag(part: object) -> bool:
+    return isinstance(part, str) and (part in {"int", "str", "float", "bool", "none"} or "[" in part)

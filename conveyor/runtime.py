@@ -178,7 +178,7 @@ class Runtime:
                     unrouted.setdefault(topic, []).append(step.name)
         for topic, senders in sorted(unrouted.items()):
             problems.append(f"topic {topic!r} (enqueued by {', '.join(senders)}) has no subscribing step")
-        for step in self.registry:
+        for step in filter(lambda s: s.runs_on_workers, self.registry):
             try:
                 resolve_priority(self.settings[step.name]["priority"], self.config.broker.max_priority)
             except ConveyorError as exc:
@@ -210,7 +210,12 @@ def new_trace_id() -> str:
 def import_flows(packages: list[str]) -> None:
     """Import every module under each package so that their ``@step`` declarations run."""
     for name in packages:
-        package = importlib.import_module(name)
+        try:
+            package = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                raise ConfigError(f"[project] flows lists {name!r}, which is not an importable package") from None
+            raise
         for module in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{name}."):
             importlib.import_module(module.name)
 

@@ -8,6 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from .config import StepSettings
 from .errors import StepDeclarationError
 from .triggers import CronTrigger, HttpTrigger, QueueTrigger, StateTrigger, Trigger
 
@@ -147,7 +150,8 @@ def step(
             "(it names the step's RabbitMQ queue)"
         )
     if not triggers:
-        raise StepDeclarationError(f"step {name!r} has no triggers; give it http(), queue() or cron()")
+        raise StepDeclarationError(f"step {name!r} has no triggers; give it http(), queue(), state() or cron()")
+    _check_settings(name, settings)
 
     def decorate(handler: Handler) -> Handler:
         declared = Step(
@@ -164,3 +168,12 @@ def step(
         return handler
 
     return decorate
+
+
+def _check_settings(name: str, settings: dict[str, Any]) -> None:
+    # The same rules as [steps.<name>] in config.toml, so a typo in code fails as loudly.
+    try:
+        StepSettings.model_validate(settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise StepDeclarationError(f"step {name!r} has invalid settings: {problems}") from None

@@ -10,9 +10,10 @@ from dramatiq.middleware import CurrentMessage
 from pydantic import BaseModel, ValidationError
 
 from .context import Context
-from .errors import InvalidInput
+from .errors import InvalidInput, UndeclaredTopicError
 from .middleware import ConditionNotMet
 from .state_changes import StateChange
+from .state_ops import StateOpError
 from .steps import Step
 from .tracing import current_trace_id
 from .triggers import Condition
@@ -27,7 +28,8 @@ NON_ACTOR_SETTINGS = frozenset({"cron"})
 def declare_actor(runtime: Runtime, step: Step, settings: dict[str, Any]) -> dramatiq.Actor:
     """Declare ``step`` as an actor on the runtime's broker, its queue named after the step."""
     options = {k: v for k, v in settings.items() if k not in NON_ACTOR_SETTINGS and v is not None}
-    options["throws"] = (InvalidInput,)
+    # Mistakes in the step's own code or input fail the same way on every attempt: no retries.
+    options["throws"] = (InvalidInput, UndeclaredTopicError, StateOpError)
     return dramatiq.Actor(
         _actor_function(runtime, step),
         broker=runtime.broker,

@@ -30,12 +30,16 @@ def _broker_check(runtime: Runtime) -> str:
     broker = runtime.broker
     if not isinstance(broker, RabbitmqBroker):
         return "ok"  # the in-memory broker is always there
-    try:
-        broker.connection.process_data_events(0)
-        return "ok"
-    except Exception as exc:  # any failure means "not reachable"; the detail helps the operator
-        del broker.connection
-        return f"unreachable: {type(exc).__name__}"
+    for attempt in (1, 2):
+        try:
+            broker.connection.process_data_events(0)
+            return "ok"
+        except Exception as exc:  # any failure means "not reachable"; the detail helps the operator
+            # A connection RabbitMQ dropped while idle is not an outage: reconnect once before saying so.
+            del broker.connection
+            if attempt == 2:
+                return f"unreachable: {type(exc).__name__}"
+    return "unreachable"
 
 
 def _state_check(runtime: Runtime) -> str:

@@ -20,7 +20,8 @@ def schedule_cron_steps(runtime: Runtime, scheduler: BaseScheduler | None = None
     """Add a job per cron step to ``scheduler`` (a new blocking one by default).
 
     A firing only sends a message: the work runs on the workers, with the step's retries.
-    Missed firings (the scheduler was down) are coalesced into one.
+    Firings missed by up to a minute (a busy or paused scheduler) run once, late; firings due
+    while the scheduler process was down are not made up.
     """
     timezone = runtime.config.scheduler.timezone
     scheduler = scheduler or BlockingScheduler(timezone=timezone)

@@ -15,8 +15,10 @@ def write(tmp_path, text: str):
     return path
 
 
-def test_missing_file_means_defaults(tmp_path):
-    config = load_config(tmp_path / "absent.toml")
+def test_missing_default_file_means_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CONVEYOR_CONFIG", raising=False)
+    config = load_config()
     assert config.gateway.port == 3000
     assert config.gateway.max_body_size == 1024 * 1024
     assert config.scheduler.timezone == "UTC"
@@ -88,3 +90,25 @@ def test_dead_letter_topic_needs_a_subscriber(tmp_path):
     step(name="A", triggers=[queue("a")], registry=registry)(lambda i, c: None)
     with pytest.raises(ConfigError, match="topic 'a.failed' .* has no subscribing step"):
         memory_runtime(tmp_path, registry, '[steps.A]\ndead_letter_queue = "a.failed"\n')
+
+
+def test_union_and_validator_errors_read_plainly(tmp_path):
+    path = write(tmp_path, '[defaults]\npriority = "urgent"\n[scheduler]\ntimezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert "  defaults.priority: expected a valid integer or 'low', 'normal' or 'high', got 'urgent'" in message
+    assert "scheduler.timezone: expected a time zone name such as 'UTC'" in message
+
+
+def test_a_named_config_file_must_exist(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVEYOR_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config()
+
+
+def test_settings_in_code_are_checked_like_config(tmp_path):
+    from conveyor.errors import StepDeclarationError
+
+    with pytest.raises(StepDeclarationError, match="step 'S' has invalid settings: max_retry: Extra inputs"):
+        step(name="S", triggers=[queue("s")], registry=Registry(), max_retry=5)

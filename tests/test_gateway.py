@@ -184,3 +184,31 @@ def test_enqueue_the_broker_refuses_is_a_503(client, runtime, monkeypatch):
 
 def test_health_reports_components(client):
     assert client.get("/health").json() == {"status": "ok", "rabbitmq": "ok", "state": "ok"}
+
+
+def test_declared_response_model_shapes_the_body_and_raw_json_reaches_model_less_routes(tmp_path):
+    class Public(BaseModel):
+        name: str
+
+    class Tags(BaseModel):
+        tag: list[str] = []
+
+    registry = Registry()
+    step(
+        name="Shaped",
+        triggers=[http("GET", "/shaped", responses={200: Public})],
+        registry=registry,
+    )(lambda r, c: {"status": 200, "body": {"name": "x", "secret": "hidden"}})
+    step(name="Echo", triggers=[http("POST", "/echo")], registry=registry)(
+        lambda r, c: {"status": 200, "body": {"got": r.body}}
+    )
+    step(name="Tagged", triggers=[http("GET", "/tagged", query=Tags)], registry=registry)(
+        lambda r, c: {"status": 200, "body": r.query.tag}
+    )
+    runtime = memory_runtime(tmp_path, registry)
+    with TestClient(build_app(runtime)) as client:
+        assert client.get("/shaped").json() == {"name": "x"}
+        assert client.post("/echo", json={"a": [1]}).json() == {"got": {"a": [1]}}
+        assert client.post("/echo").json() == {"got": None}
+        assert client.get("/tagged?tag=a").json() == ["a"]
+        assert client.get("/tagged?tag=a&tag=b").json() == ["a", "b"]

@@ -133,3 +133,19 @@ def test_invalid_input_never_reaches_the_handler_and_is_not_retried(tmp_path, re
     assert record["error"] == (
         "InvalidInput: input for step 'Strict' failed its schema: id: Input should be a valid string"
     )
+
+
+def test_mistakes_in_step_code_are_not_retried(tmp_path, registry):
+    attempts = []
+
+    @step(name="Buggy", triggers=[queue("buggy")], registry=registry, max_retries=5)
+    def buggy(data, ctx: Context) -> None:
+        attempts.append(ctx.attempt)
+        ctx.state.update("g", "k", [{"type": "explode"}])
+
+    runtime = memory_runtime(tmp_path, registry)
+    runtime.publish("buggy", {})
+    with running_worker(runtime):
+        drain(runtime, "Buggy")
+    assert attempts == [1]
+    assert len(runtime.broker.dead_letters) == 1

@@ -9,14 +9,15 @@ from dramatiq.logging import get_logger
 from dramatiq.middleware import Middleware
 
 from ..errors import InvalidInput
+from .options import option
 
 
 class Retries(Middleware):
     """Re-enqueue a message whose handler raised, after a backoff delay, until retries run out.
 
     Replaces Dramatiq's own ``Retries`` so that operators choose the backoff in config.toml.
-    A message that failed its input schema (:class:`~conveyor.errors.InvalidInput`) is never
-    retried: the same input would fail again.
+    A message that failed its input schema (:class:`~conveyor.errors.InvalidInput`), or raised
+    one of the step's ``throws`` exceptions, is never retried: it would fail again.
 
     Parameters:
       max_retries(int): Retries after the first attempt; ``3`` means at most 4 runs.
@@ -50,8 +51,9 @@ class Retries(Middleware):
     ) -> None:
         if exception is None:
             return
-        if isinstance(exception, InvalidInput):
-            message.fail()
+        throws = option(broker, message, "throws") or ()
+        if isinstance(exception, (InvalidInput, *throws)):
+            message.fail()  # the same input would fail the same way: straight to the dead letters
             return
 
         setting = self._settings(broker, message)

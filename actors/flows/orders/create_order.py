@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from conveyor import Context, Request, http, now_iso, step
+from conveyor import Context, PublishError, Request, http, now_iso, step
 
 from .types import Error, Order, OrderItem
 
@@ -42,15 +42,20 @@ async def handler(request: Request, ctx: Context) -> dict[str, Any]:
     )
     # Persist before enqueueing, so ProcessOrder always finds the order it updates.
     ctx.state.set("orders", order_id, order.model_dump(mode="json", exclude_none=True))
-    await ctx.enqueue(
-        "process-order",
-        {
-            "orderId": order_id,
-            "customerId": body.customerId,
-            "items": [item.model_dump() for item in body.items],
-            "total": total,
-            "timestamp": order.createdAt,
-        },
-    )
+    try:
+        await ctx.enqueue(
+            "process-order",
+            {
+                "orderId": order_id,
+                "customerId": body.customerId,
+                "items": [item.model_dump() for item in body.items],
+                "total": total,
+                "timestamp": order.createdAt,
+            },
+        )
+    except PublishError:
+        # The client gets a 503 and will retry: leave no pending order that nothing will process.
+        ctx.state.delete("orders", order_id)
+        raise
     ctx.logger.info("Order created and enqueued", orderId=order_id)
     return {"status": 200, "body": order.model_dump(mode="json", exclude_none=True)}

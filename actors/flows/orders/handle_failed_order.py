@@ -16,6 +16,9 @@ from .types import FailedOrder
 )
 def handler(failed: FailedOrder, ctx: Context) -> None:
     ctx.logger.error("Order processing failed for good", orderId=failed.orderId, error=failed.error)
+    if ctx.state.get("orders", failed.orderId) is None:
+        ctx.logger.warning("Dead letter for an unknown order; nothing to mark", orderId=failed.orderId)
+        return
     ctx.state.update(
         "orders",
         failed.orderId,

@@ -46,7 +46,7 @@ class NotificationEvent(BaseModel):
 
 
 class FailedOrder(BaseModel):
-    """What the dead-letter topic ``failed-orders`` carries: the order event plus the error."""
+    """What the dead-letter topic ``process-order.failed`` carries: the order event plus the error."""
 
     orderId: str
     customerId: str
