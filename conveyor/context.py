@@ -25,16 +25,16 @@ class Enqueued:
     messages are already confirmed by RabbitMQ when ``enqueue`` returns.
     """
 
-    def __init__(self, future: concurrent.futures.Future[list[str]]) -> None:
+    def __init__(self, future: concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]) -> None:
         self._future = future
 
     @property
     def message_ids(self) -> list[str]:
-        """Block until RabbitMQ confirmed the messages; their ids."""
+        """The ids of the messages (in a worker at once; in an event loop, after ``await``)."""
         return self._future.result()
 
     def __await__(self) -> Generator[Any, None, list[str]]:
-        return (yield from asyncio.wrap_future(self._future).__await__())
+        return (yield from _awaitable(self._future).__await__())
 
 
 class Context:
@@ -67,7 +67,7 @@ class Context:
         self.logger = StepLogger(
             step.name, trace_id, json_lines=runtime.config.logging.format == "json", message=message_id
         )
-        self._pending: list[concurrent.futures.Future[list[str]]] = []
+        self._pending: list[concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]] = []
 
     @property
     def state(self) -> StateStore:
@@ -92,7 +92,12 @@ class Context:
             topic, payload, trace_id=self.trace_id, delay=delay, priority=priority
         )
         if _on_event_loop():
-            future = self._runtime.publisher_pool.submit(send)
+            if self._runtime.async_publisher is not None:
+                future = asyncio.ensure_future(
+                    self._runtime.publish_async(topic, payload, trace_id=self.trace_id, delay=delay, priority=priority)
+                )
+            else:
+                future = self._runtime.publisher_pool.submit(send)
         else:
             future = concurrent.futures.Future()
             future.set_result(send())
@@ -102,11 +107,11 @@ class Context:
     async def settle(self) -> None:
         """Wait for every enqueue this context started; raise the first failure."""
         for future in self._pending:
-            await asyncio.wrap_future(future)
+            await _awaitable(future)
 
     def settle_sync(self) -> None:
         for future in self._pending:
-            future.result()
+            future.result()  # a worker's enqueues are done by now
 
 
 def _on_event_loop() -> bool:
@@ -115,3 +120,7 @@ def _on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _awaitable(future: concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]) -> asyncio.Future[list[str]]:
+    return future if isinstance(future, asyncio.Future) else asyncio.wrap_future(future)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pika
 import pika.exceptions
@@ -30,6 +31,7 @@ def declare_queues(broker: RabbitmqBroker, queue_names: list[str]) -> None:
     except pika.exceptions.AMQPConnectionError as exc:
         logger.warning("RabbitMQ is not reachable yet (%r); queues will be declared on first use.", exc)
         return
+    mismatched: list[str] = []
     try:
         channel = connection.channel()
         for name in queue_names:
@@ -45,17 +47,23 @@ def declare_queues(broker: RabbitmqBroker, queue_names: list[str]) -> None:
                 except pika.exceptions.ChannelClosedByBroker as exc:
                     if exc.reply_code != PRECONDITION_FAILED:
                         raise
-                    raise ConfigError(_mismatch(declared, broker.max_priority, exc.reply_text)) from None
+                    detail = re.sub(r"^PRECONDITION_FAILED - | for queue '.*' in vhost '.*?'", "", exc.reply_text)
+                    mismatched.append(f"{declared!r}: {detail}")
+                    channel = connection.channel()  # RabbitMQ closed the channel; go on to list them all
     finally:
         if connection.is_open:
             connection.close()
+    if mismatched:
+        raise ConfigError(_mismatch(mismatched, broker.max_priority))
 
 
-def _mismatch(queue: str, max_priority: int | None, detail: str) -> str:
+def _mismatch(queues: list[str], max_priority: int | None) -> str:
+    names = " ".join(q.split(":")[0].strip("'") for q in queues)
     return (
-        f"RabbitMQ queue {queue!r} already exists with different arguments ({detail}). Conveyor declares "
-        f"it with x-max-priority={max_priority} ([broker] max_priority in config.toml). To migrate: stop the "
-        f"workers, let the queue drain (or move its messages with a shovel), delete it with "
-        f"`rabbitmqctl delete_queue {queue}` or the management UI, then start again; or set "
-        f"max_priority back to the queue's value."
+        f"RabbitMQ already has queues declared with other arguments than Conveyor's "
+        f"(x-max-priority={max_priority}, from [broker] max_priority in config.toml):\n  - "
+        + "\n  - ".join(queues)
+        + "\nTo migrate: stop the workers, let those queues drain (or move their messages with a shovel), "
+        f"delete them (`for q in {names}; do rabbitmqctl delete_queue $q; done`, or in the management UI), "
+        "then start again; or set max_priority back to the queues' value."
     )

@@ -14,9 +14,11 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from .async_publisher import AsyncPublisher
 from .broker import build_broker
 from .config import Config, load_config
 from .cron import parse_cron
+from .delays import delay_queue
 from .errors import ConfigError, ConveyorError, PublishError
 from .logs import setup_logging
 from .middleware import Conditions, DeadLetters, Priority, Retries
@@ -56,6 +58,8 @@ class Runtime:
             step.name: declare_actor(self, step, self.settings[step.name]) for step in registry if step.runs_on_workers
         }
         self.subscribers = registry.subscribers()
+        #: Set by the gateway: publishes from its event loop with pipelined confirms.
+        self.async_publisher: AsyncPublisher | None = None
         #: Threads that publish for async handlers, each reusing its own RabbitMQ channel.
         self.publisher_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="conveyor-publish")
         self.state.watchers = {
@@ -78,12 +82,12 @@ class Runtime:
         Returns once RabbitMQ confirmed every copy. ``delay`` is in seconds; ``priority`` is
         ``"low"``, ``"normal"``, ``"high"`` or an integer up to ``[broker] max_priority``.
         """
-        steps = self.subscribers.get(topic)
-        if not steps:
-            raise ConfigError(f"topic {topic!r} has no subscribing step")
         trace_id = trace_id or new_trace_id()
         options = {} if priority is None else {"priority": priority}
-        return [self.send(step.name, data, topic=topic, trace_id=trace_id, delay=delay, **options) for step in steps]
+        return [
+            self.send(step.name, data, topic=topic, trace_id=trace_id, delay=delay, **options)
+            for step in self._subscribers_of(topic)
+        ]
 
     def send(
         self,
@@ -99,17 +103,60 @@ class Runtime:
 
         Extra ``options`` become Dramatiq message options (``priority=``, ``state_group=``...).
         """
-        actor = self.actors[step_name]
-        if "priority" in options:
-            resolve_priority(options["priority"], self.config.broker.max_priority)  # fail here, not in a hook
-        message = actor.message_with_options(args=(data,), topic=topic, trace_id=trace_id or new_trace_id(), **options)
-        delay_ms = int(delay * 1000) if delay else None
+        message = self._message(step_name, data, topic=topic, trace_id=trace_id, **options)
         try:
-            return self.broker.enqueue(message, delay=delay_ms).message_id
+            return self.broker.enqueue(message, delay=_milliseconds(delay)).message_id
         except dramatiq.errors.BrokerConnectionError as exc:
             raise PublishError(
                 f"RabbitMQ did not take the message for step {step_name!r} (topic {topic!r}): {exc}"
             ) from exc
+
+    async def publish_async(
+        self,
+        topic: str,
+        data: Any,
+        *,
+        trace_id: str | None = None,
+        delay: float | None = None,
+        priority: int | str | None = None,
+    ) -> list[str]:
+        """:meth:`publish` for an event loop, through :attr:`async_publisher`: confirms are
+        awaited, not waited for, so many publishes share the channel's round trips."""
+        assert self.async_publisher is not None, "publish_async needs an AsyncPublisher (the gateway sets one)"
+        trace_id = trace_id or new_trace_id()
+        options = {} if priority is None else {"priority": priority}
+        messages = [
+            self._message(step.name, data, topic=topic, trace_id=trace_id, **options)
+            for step in self._subscribers_of(topic)
+        ]
+        await asyncio.gather(*(self._publish_async(message, _milliseconds(delay)) for message in messages))
+        return [message.message_id for message in messages]
+
+    async def _publish_async(self, message: dramatiq.Message, delay_ms: int | None) -> None:
+        publisher = self.async_publisher
+        assert publisher is not None
+        self.broker.emit_before("enqueue", message, delay_ms)  # middleware (priority) sees it as in enqueue()
+        routing_key = message.queue_name
+        if delay_ms:
+            routing_key, arguments = delay_queue(message.queue_name, delay_ms)
+            await publisher.declare(routing_key, arguments)
+        await publisher.publish(routing_key, message.encode(), priority=message.options.get("broker_priority"))
+        self.broker.emit_after("enqueue", message, delay_ms)
+
+    def _message(
+        self, step_name: str, data: Any, *, topic: str | None, trace_id: str | None, **options: Any
+    ) -> dramatiq.Message:
+        if "priority" in options:
+            resolve_priority(options["priority"], self.config.broker.max_priority)  # fail here, not in a hook
+        return self.actors[step_name].message_with_options(
+            args=(data,), topic=topic, trace_id=trace_id or new_trace_id(), **options
+        )
+
+    def _subscribers_of(self, topic: str) -> list[Step]:
+        steps = self.subscribers.get(topic)
+        if not steps:
+            raise ConfigError(f"topic {topic!r} has no subscribing step")
+        return steps
 
     def cron_steps(self) -> list[tuple[Step, str]]:
         """``(step, expression)`` for every cron-triggered step, config overrides applied."""
@@ -193,6 +240,10 @@ class Runtime:
 
 
 _RETRY_KEYS = ("max_retries", "backoff", "retry_delay", "max_retry_delay")
+
+
+def _milliseconds(seconds: float | None) -> int | None:
+    return int(seconds * 1000) if seconds else None
 
 
 def _on_event_loop() -> bool:

@@ -86,16 +86,42 @@ class StateStore:
         return db
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every state call in the block one atomic, isolated change.
+
+        Nothing another process writes can come between the block's reads and writes, and
+        either all of its writes happen or none does. Use it to make an effect happen once::
+
+            with ctx.state.transaction():
+                if ctx.state.get("applied", order_id):
+                    return  # a redelivery: the stock was already taken
+                ctx.state.update("inventory", product_id, [{"type": "decrement", "path": "stock"}])
+                ctx.state.set("applied", order_id, True)
+
+        Keep the block short: other writers wait for it. Calls inside it join it.
+        """
+        with self._transaction():
+            yield
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._connection()
-        self._local.pending = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        depth = getattr(self._local, "depth", 0)
+        if depth:  # inside transaction(): join it
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            return
+        self._local.pending = []
+        self._local.depth = 1
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            self._local.depth = 0
         pending, self._local.pending = self._local.pending, []
         if pending and self.on_commit is not None:
             self.on_commit(pending)

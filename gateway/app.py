@@ -11,6 +11,7 @@ from conveyor import ConfigError, Runtime
 
 from .errors import http_exception
 from .health import health_endpoint
+from .lifespan import publisher_lifespan
 from .middleware import GatewayMiddleware
 from .routing import Endpoint, path_route, step_endpoint
 
@@ -32,4 +33,5 @@ def build_app(runtime: Runtime) -> Starlette:
         routes=routes,
         middleware=[Middleware(GatewayMiddleware, max_body_size=runtime.config.gateway.max_body_size)],
         exception_handlers={HTTPException: http_exception},
+        lifespan=publisher_lifespan(runtime),
     )

@@ -54,3 +54,39 @@ def test_concurrent_increments_from_many_processes_lose_nothing(tmp_path):
         worker.join(120)
         assert worker.exitcode == 0
     assert StateStore(path).get("counters", "shared") == {"n": 6 * 250}
+
+
+def test_transaction_is_all_or_nothing(tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    store.set("stock", "p", {"n": 5})
+    try:
+        with store.transaction():
+            store.update("stock", "p", [{"type": "decrement", "path": "n"}])
+            assert store.get("stock", "p") == {"n": 4}  # the block sees its own writes
+            raise RuntimeError("crash mid-way")
+    except RuntimeError:
+        pass
+    assert store.get("stock", "p") == {"n": 5}
+
+
+def _take_once(path: str, order: str) -> None:
+    store = StateStore(path)
+    with store.transaction():
+        if store.get("applied", order):
+            return
+        store.update("stock", "p", [{"type": "decrement", "path": "n"}])
+        store.set("applied", order, True)
+
+
+def test_transaction_makes_an_effect_happen_once_across_processes(tmp_path):
+    path = str(tmp_path / "s.db")
+    StateStore(path).set("stock", "p", {"n": 100})
+    context = multiprocessing.get_context("spawn")
+    # Each order is "delivered" three times, by three processes at once.
+    workers = [context.Process(target=_take_once, args=(path, f"o{i % 10}")) for i in range(30)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert StateStore(path).get("stock", "p") == {"n": 90}

@@ -19,6 +19,14 @@ from .types import OrderItem, ProcessOrderEvent
 def handler(event: ProcessOrderEvent, ctx: Context) -> None:
     ctx.logger.info("Processing order", orderId=event.orderId, customerId=event.customerId)
 
+    # A redelivery (worker crash) or a retry may find the order already decided: finish the
+    # job by (re)sending its notification, which SendNotification keeps to one per status.
+    order = ctx.state.get("orders", event.orderId) or {}
+    if order.get("status") in ("completed", "failed"):
+        ctx.logger.info("Order already processed; re-sending its notification", orderId=event.orderId)
+        _notify(ctx, event, order["status"])
+        return
+
     shortage = _first_shortage(event.items, ctx)
     if shortage:
         # A business rejection is final: record it and tell the customer, no retry.
@@ -30,15 +38,7 @@ def handler(event: ProcessOrderEvent, ctx: Context) -> None:
                 {"type": "set", "path": "failureReason", "value": shortage},
             ],
         )
-        ctx.enqueue(
-            "send-notification",
-            {
-                "orderId": event.orderId,
-                "customerId": event.customerId,
-                "status": "failed",
-                "message": f"Order {event.orderId} processing failed. Please contact support.",
-            },
-        )
+        _notify(ctx, event, "failed")
         ctx.logger.warning("Order rejected", orderId=event.orderId, reason=shortage)
         return
 
@@ -55,16 +55,20 @@ def handler(event: ProcessOrderEvent, ctx: Context) -> None:
             {"type": "set", "path": "processedAt", "value": now_iso()},
         ],
     )
+    _notify(ctx, event, "completed")
+    ctx.logger.info("Order processed successfully", orderId=event.orderId)
+
+
+def _notify(ctx: Context, event: ProcessOrderEvent, status: str) -> None:
+    message = (
+        f"Your order {event.orderId} has been processed successfully. Total: ${event.total:.2f}"
+        if status == "completed"
+        else f"Order {event.orderId} processing failed. Please contact support."
+    )
     ctx.enqueue(
         "send-notification",
-        {
-            "orderId": event.orderId,
-            "customerId": event.customerId,
-            "status": "completed",
-            "message": f"Your order {event.orderId} has been processed successfully. Total: ${event.total:.2f}",
-        },
+        {"orderId": event.orderId, "customerId": event.customerId, "status": status, "message": message},
     )
-    ctx.logger.info("Order processed successfully", orderId=event.orderId)
 
 
 def _first_shortage(items: list[OrderItem], ctx: Context) -> str | None:

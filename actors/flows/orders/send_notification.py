@@ -1,4 +1,4 @@
-"""SendNotification: records (and prints) the customer notification for an order."""
+"""SendNotification: records (and prints) the customer notification for an order, once per order and status."""
 
 from __future__ import annotations
 
@@ -15,20 +15,25 @@ from .types import NotificationEvent
 )
 def handler(event: NotificationEvent, ctx: Context) -> None:
     ctx.logger.info("Sending notification", orderId=event.orderId, customerId=event.customerId, status=event.status)
-    # Keyed by the message id: a redelivered message overwrites, never duplicates, its notification.
-    notification_id = f"notif-{ctx.message_id}"
-    ctx.state.set(
-        "notifications",
-        notification_id,
-        {
-            "id": notification_id,
-            "orderId": event.orderId,
-            "customerId": event.customerId,
-            "status": event.status,
-            "message": event.message,
-            "sentAt": now_iso(),
-        },
-    )
-    # In production this is where an email or SMS goes out.
+    # One notification per order and status: a redelivered or re-sent message finds it and stops.
+    notification_id = f"notif-{event.orderId}-{event.status}"
+    with ctx.state.transaction():
+        if ctx.state.get("notifications", notification_id) is not None:
+            ctx.logger.info("Notification already sent", notificationId=notification_id)
+            return
+        ctx.state.set(
+            "notifications",
+            notification_id,
+            {
+                "id": notification_id,
+                "orderId": event.orderId,
+                "customerId": event.customerId,
+                "status": event.status,
+                "message": event.message,
+                "sentAt": now_iso(),
+                "messageId": ctx.message_id,
+            },
+        )
+    # In production this is where an email or SMS goes out (after the record, so it goes out once).
     print(f"\nNOTIFICATION to customer {event.customerId}: {event.message}\n", flush=True)
     ctx.logger.info("Notification sent", notificationId=notification_id, orderId=event.orderId)

@@ -1,12 +1,13 @@
-"""UpdateInventory: decrements stock for each item of a processed order.
+"""UpdateInventory: decrements stock for each item of a processed order, once per order.
 
 Stock is tracked for products whose stock was set (``PUT /inventory/{productId}``); items of
 untracked products are skipped, where the seed created a record with stock 0 that would then
 make every later order for the product look out of stock.
 
 The seed reads the stock, then writes stock - quantity: two concurrent orders for the same
-product both read the same stock and one decrement is lost. Here each decrement is a single
-atomic state update that also keeps the stock from going below zero.
+product both read the same stock and one decrement is lost. Here the decrements and the
+"applied" mark for the order are one state transaction, so concurrent orders never lose a
+decrement, and a redelivered or re-sent message never takes the stock twice.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 from conveyor import Context, now_iso, queue, step
 
 from .types import InventoryEvent
+
+#: Orders whose stock was already taken, so a second message for one changes nothing.
+APPLIED = "inventory-applied"
 
 
 @step(
@@ -24,19 +28,24 @@ from .types import InventoryEvent
 )
 def handler(event: InventoryEvent, ctx: Context) -> None:
     ctx.logger.info("Updating inventory", orderId=event.orderId, itemCount=len(event.items))
-    for item in event.items:
-        if ctx.state.get("inventory", item.productId) is None:
-            ctx.logger.info("Product stock is not tracked; skipping", productId=item.productId)
-            continue
-        inventory = ctx.state.update(
-            "inventory",
-            item.productId,
-            [
-                {"type": "decrement", "path": "stock", "by": item.quantity, "min": 0},
-                {"type": "set", "path": "lastUpdated", "value": now_iso()},
-            ],
-        )
-        ctx.logger.info(
-            "Inventory updated", productId=item.productId, quantity=item.quantity, newStock=inventory["stock"]
-        )
+    with ctx.state.transaction():
+        if ctx.state.get(APPLIED, event.orderId) is not None:
+            ctx.logger.info("Inventory already updated for this order; nothing to do", orderId=event.orderId)
+            return
+        for item in event.items:
+            if ctx.state.get("inventory", item.productId) is None:
+                ctx.logger.info("Product stock is not tracked; skipping", productId=item.productId)
+                continue
+            inventory = ctx.state.update(
+                "inventory",
+                item.productId,
+                [
+                    {"type": "decrement", "path": "stock", "by": item.quantity, "min": 0},
+                    {"type": "set", "path": "lastUpdated", "value": now_iso()},
+                ],
+            )
+            ctx.logger.info(
+                "Inventory updated", productId=item.productId, quantity=item.quantity, newStock=inventory["stock"]
+            )
+        ctx.state.set(APPLIED, event.orderId, {"messageId": ctx.message_id, "at": now_iso()})
     ctx.logger.info("Inventory update completed", orderId=event.orderId)
