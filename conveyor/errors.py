@@ -39,3 +39,39 @@ class InvalidInput(ConveyorError):
 
 class PublishError(ConveyorError):
     """RabbitMQ did not confirm a message, so it may not be stored."""
+
+
+class UnsupportedBrokerError(ConveyorError):
+    """An operator tool needs RabbitMQ, and this runtime runs on the in-memory broker."""
+
+    def __init__(self, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs RabbitMQ, but this runtime uses the in-memory broker, whose messages live only "
+            'inside the process that holds them; set [broker] kind = "rabbitmq" in config.toml (and unset '
+            "CONVEYOR_BROKER) and run the workers on RabbitMQ"
+        )
+
+
+class BrokerUnavailableError(ConveyorError):
+    """RabbitMQ (or its management API) could not be reached, or refused the request."""
+
+
+class UnknownStepError(ConveyorError):
+    """A step name that no queue- or cron-triggered step has."""
+
+    def __init__(self, step: str, known: list[str], *, http_only: bool = False) -> None:
+        reason = "is an HTTP step, which runs in the gateway and has no queue" if http_only else "is not declared"
+        super().__init__(f"step {step!r} {reason}; steps with queues: {', '.join(sorted(known)) or 'none'}")
+        self.step = step
+
+
+class DeadMessageNotFoundError(ConveyorError):
+    """No message with that id is in the step's dead-letter queue."""
+
+    def __init__(self, step: str, message_id: str) -> None:
+        super().__init__(
+            f"no message {message_id!r} in the dead-letter queue of step {step!r}; it may have been replayed "
+            f"or purged already (list them with `python -m actors dlq list {step}`)"
+        )
+        self.step = step
+        self.message_id = message_id

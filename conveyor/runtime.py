@@ -18,6 +18,7 @@ from .async_publisher import AsyncPublisher
 from .broker import build_broker
 from .config import Config, load_config
 from .cron import parse_cron
+from .dead_letter_records import DeadLetterRecords
 from .delays import delay_queue
 from .errors import ConfigError, ConveyorError, PublishError
 from .logs import setup_logging
@@ -49,7 +50,7 @@ class Runtime:
             Priority(max_priority=config.broker.max_priority),
             Conditions(self.state),
             # Dramatiq runs after_* hooks in reverse order: Retries decides a message failed, then DeadLetters sees it.
-            DeadLetters(self._publish_dead_letter),
+            DeadLetters(self._publish_dead_letter, records=DeadLetterRecords(self.state)),
             Retries(**retry_defaults),
         ]
         self.broker = build_broker(config, middleware, concurrency)

@@ -2,32 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from conveyor import ConfigError, Runtime
 
+from .admin import admin_app
 from .errors import http_exception
 from .health import health_endpoint
 from .lifespan import publisher_lifespan
 from .middleware import GatewayMiddleware
 from .routing import Endpoint, path_route, step_endpoint
 
+logger = logging.getLogger("conveyor.gateway")
+
+#: Paths under this prefix belong to the admin endpoints, never to a step.
+ADMIN_PREFIX = "/_admin"
+
 
 def build_app(runtime: Runtime) -> Starlette:
-    """One route per HTTP path (dispatching on method), plus ``GET /health``; JSON errors throughout."""
+    """One route per HTTP path (dispatching on method), ``GET /health`` and ``/_admin``; JSON errors throughout."""
     by_path: dict[str, dict[str, Endpoint]] = {}
     owners: dict[tuple[str, str], str] = {}
     for step in runtime.registry:
         for trigger in step.http_triggers:
             key = (trigger.method, trigger.path)
+            if trigger.path == ADMIN_PREFIX or trigger.path.startswith(ADMIN_PREFIX + "/"):
+                raise ConfigError(f"step {step.name}: paths under {ADMIN_PREFIX} are reserved for the admin endpoints")
             if key in owners:
                 raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {owners[key]} and {step.name}")
             owners[key] = step.name
             by_path.setdefault(trigger.path, {})[trigger.method] = step_endpoint(runtime, step, trigger)
-    routes = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
+    routes: list[BaseRoute] = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
+    if runtime.config.admin.api_key:
+        routes.append(Mount(ADMIN_PREFIX, app=admin_app(runtime, runtime.config.admin.api_key), name="admin"))
+    else:
+        logger.info(
+            "The %s endpoints are off: set [admin] api_key or CONVEYOR_ADMIN_KEY to turn them on.", ADMIN_PREFIX
+        )
     routes += [path_route(path, endpoints) for path, endpoints in by_path.items()]
     return Starlette(
         routes=routes,

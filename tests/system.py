@@ -103,12 +103,18 @@ level = "INFO"
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        os.killpg(process.pid, sig)
+        # The process only: dramatiq's master passes SIGTERM on to its workers, and a second
+        # signal (from a group kill) makes them hang until killed.
+        process.send_signal(sig)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
+        except ProcessLookupError:
+            pass
+        process.wait(10)
 
     def stop_all(self) -> None:
         for name in list(self.processes):
