@@ -87,7 +87,8 @@ class CronTrigger:
 
 Trigger = HttpTrigger | QueueTrigger | StateTrigger | CronTrigger
 
-_MOTIA_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
+#: Motia's ``:name`` segments (not Starlette's ``{name:int}`` converters).
+_MOTIA_PARAM = re.compile(r"(?<=/):([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def http(

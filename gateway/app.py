@@ -16,12 +16,16 @@ from .errors import http_exception
 from .health import health_endpoint
 from .lifespan import publisher_lifespan
 from .middleware import GatewayMiddleware
+from .openapi import openapi_route
 from .routing import Endpoint, path_route, step_endpoint
 
 logger = logging.getLogger("conveyor.gateway")
 
 #: Paths under this prefix belong to the admin endpoints, never to a step.
 ADMIN_PREFIX = "/_admin"
+
+#: The gateway's own routes.
+RESERVED_PATHS = frozenset({"/health", "/openapi.json"})
 
 
 def build_app(runtime: Runtime) -> Starlette:
@@ -33,11 +37,14 @@ def build_app(runtime: Runtime) -> Starlette:
             key = (trigger.method, trigger.path)
             if trigger.path == ADMIN_PREFIX or trigger.path.startswith(ADMIN_PREFIX + "/"):
                 raise ConfigError(f"step {step.name}: paths under {ADMIN_PREFIX} are reserved for the admin endpoints")
+            if trigger.path in RESERVED_PATHS:
+                raise ConfigError(f"step {step.name}: {trigger.path} is the gateway's own; choose another path")
             if key in owners:
                 raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {owners[key]} and {step.name}")
             owners[key] = step.name
             by_path.setdefault(trigger.path, {})[trigger.method] = step_endpoint(runtime, step, trigger)
     routes: list[BaseRoute] = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
+    routes.append(openapi_route(runtime))
     if runtime.config.admin.api_key:
         routes.append(Mount(ADMIN_PREFIX, app=admin_app(runtime, runtime.config.admin.api_key), name="admin"))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import typing
 from typing import Any
 
@@ -44,7 +45,8 @@ async def read_body(http_request: HTTPRequest, trigger: HttpTrigger) -> Any:
     raw = await http_request.body()
     if not raw.strip():
         raise BadRequest(400, "Request body is empty; send a JSON object")
-    return validate(trigger.body, _parse_json(raw), "Invalid request body")
+    # Strict, as JSON has types: "2" is not an integer and false is not a stock level.
+    return validate(trigger.body, _parse_json(raw), "Invalid request body", strict=True)
 
 
 def read_query(http_request: HTTPRequest, trigger: HttpTrigger) -> Any:
@@ -61,16 +63,16 @@ def read_query(http_request: HTTPRequest, trigger: HttpTrigger) -> Any:
     return validate(trigger.query, data, "Invalid query string")
 
 
-def validate(model: type[BaseModel], data: Any, error: str) -> BaseModel:
+def validate(model: type[BaseModel], data: Any, error: str, *, strict: bool = False) -> BaseModel:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         raise BadRequest(400, error, fields=validation_errors(exc)) from None
 
 
 def _parse_json(raw: bytes) -> Any:
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise BadRequest(400, f"Malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -93,6 +95,16 @@ def _list_fields(model: type[BaseModel]) -> set[str]:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float | int:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:20]}{'...' if len(text) > 20 else ''} is out of range")
+    # JSON has one number type: 1.0 is an integer to JSON Schema, so it is one to strict validation too.
+    if value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
 
 
 def _depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:

@@ -45,6 +45,7 @@ def step_endpoint(runtime: Runtime, step: Step, trigger: HttpTrigger) -> Endpoin
 
     async def endpoint(http_request: HTTPRequest) -> Response:
         try:
+            _check_path_params(http_request.path_params)
             request = Request(
                 method=http_request.method,
                 path=http_request.url.path,
@@ -96,3 +97,13 @@ def _response(result: Any, trigger: HttpTrigger) -> Response:
     if status == 204 or body is None and status != 200:
         return Response(status_code=status, headers=result.get("headers"))
     return JSONResponse(body, status_code=status, headers=result.get("headers"))
+
+
+def _check_path_params(params: dict[str, Any]) -> None:
+    for name, value in params.items():
+        if isinstance(value, str) and any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise BadRequest(
+                400,
+                f"Path parameter {name!r} contains control characters",
+                fields=[{"field": name, "reason": "must not contain control characters"}],
+            )

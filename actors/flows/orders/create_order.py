@@ -6,7 +6,7 @@ import secrets
 import time
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import Context, PublishError, Request, http, now_iso, step
 
@@ -14,7 +14,9 @@ from .types import Error, Order, OrderItem
 
 
 class CreateOrderBody(BaseModel):
-    customerId: str = Field(min_length=1)
+    model_config = ConfigDict(extra="forbid")
+
+    customerId: str = Field(min_length=1, max_length=200)
     items: list[OrderItem] = Field(min_length=1)
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class OrderItem(BaseModel):
-    productId: str = Field(min_length=1)
-    quantity: int = Field(gt=0)
-    price: float = Field(gt=0)
+    # Unknown fields are refused (a misspelt "quantiy" must not pass as a default), and
+    # bounds keep a total from overflowing a float.
+    model_config = ConfigDict(extra="forbid")
+
+    productId: str = Field(min_length=1, max_length=200)
+    quantity: int = Field(gt=0, le=1_000_000)
+    price: float = Field(gt=0, le=1_000_000)
 
 
 class Order(BaseModel):
@@ -59,7 +63,9 @@ class Error(BaseModel):
 
 
 class StockLevel(BaseModel):
-    stock: int = Field(ge=0)
+    model_config = ConfigDict(extra="forbid")
+
+    stock: int = Field(ge=0, le=1_000_000_000)
 
 
 class Inventory(BaseModel):
