@@ -70,6 +70,8 @@ class LocalNode:
             RABBITMQ_SERVER_START_ARGS=(
                 f'-rabbitmq_management listener [{{port,{self.management_port}}},{{ip,"127.0.0.1"}}]'
             ),
+            # Erlang's distribution port on loopback too: nothing of this node listens outside.
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
         )
         return env
 
@@ -81,6 +83,14 @@ class LocalNode:
         """Start the node in the background and wait until it accepts AMQP connections."""
         if port_open(self.port):
             return
+        try:
+            self._start(timeout)
+        except subprocess.CalledProcessError:
+            # A node stopped a moment ago can leave Erlang's port mapper a beat behind: once more.
+            time.sleep(2)
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         env = self._env()
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - handed to the child process
         subprocess.Popen([self._tool("rabbitmq-server")], env=env, stdout=log, stderr=log, start_new_session=True)
@@ -115,8 +125,14 @@ class LocalNode:
             timeout=timeout,
         )
 
-    def stop(self) -> None:
-        self.ctl("stop", timeout=60)
+    def stop(self, timeout: float = 60) -> None:
+        """Stop the node and wait until its ports are free again, so a restart can take them."""
+        self.ctl("stop", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while port_open(self.port) or port_open(self.port + 20000):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"RabbitMQ node {self.nodename} still holds its ports after stopping")
+            time.sleep(0.1)
 
 
 def main() -> None:
