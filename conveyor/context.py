@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -91,13 +92,20 @@ class Context:
         send: Callable[[], list[str]] = lambda: self._runtime.publish(  # noqa: E731
             topic, payload, trace_id=self.trace_id, delay=delay, priority=priority
         )
+        publish_async = functools.partial(
+            self._runtime.publish_async, topic, payload, trace_id=self.trace_id, delay=delay, priority=priority
+        )
+        loop = self._runtime.async_loop
         if _on_event_loop():
             if self._runtime.async_publisher is not None:
-                future = asyncio.ensure_future(
-                    self._runtime.publish_async(topic, payload, trace_id=self.trace_id, delay=delay, priority=priority)
-                )
+                future = asyncio.ensure_future(publish_async())
             else:
                 future = self._runtime.publisher_pool.submit(send)
+        elif loop is not None and self._runtime.async_publisher is not None:
+            # A def handler in the gateway's thread pool: hand the publish to the loop's pipelined
+            # publisher and wait here, off the loop, for the confirm.
+            future = asyncio.run_coroutine_threadsafe(publish_async(), loop)
+            future.result()
         else:
             future = concurrent.futures.Future()
             future.set_result(send())

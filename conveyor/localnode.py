@@ -88,10 +88,13 @@ class LocalNode:
         except subprocess.CalledProcessError:
             # A node stopped a moment ago can leave Erlang's port mapper a beat behind: once more.
             time.sleep(2)
-            self._start(timeout)
+            if not port_open(self.port):
+                self._start(timeout)
 
     def _start(self, timeout: float) -> None:
         env = self._env()
+        # A pid file left by the previous run would name a dead process to `rabbitmqctl wait`.
+        (self.base / "rabbitmq.pid").unlink(missing_ok=True)
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - handed to the child process
         subprocess.Popen([self._tool("rabbitmq-server")], env=env, stdout=log, stderr=log, start_new_session=True)
         subprocess.run(

@@ -61,6 +61,8 @@ class Runtime:
         self.subscribers = registry.subscribers()
         #: Set by the gateway: publishes from its event loop with pipelined confirms.
         self.async_publisher: AsyncPublisher | None = None
+        #: The event loop ``async_publisher`` lives on, for handlers running in other threads.
+        self.async_loop: asyncio.AbstractEventLoop | None = None
         #: Threads that publish for async handlers, each reusing its own RabbitMQ channel.
         self.publisher_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="conveyor-publish")
         self.state.watchers = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,10 +25,11 @@ def publisher_lifespan(runtime: Runtime) -> Callable[[Starlette], Any]:
             return
         parameters = broker.parameters[0] if isinstance(broker.parameters, list) else broker.parameters
         runtime.async_publisher = AsyncPublisher(parameters)
+        runtime.async_loop = asyncio.get_running_loop()
         try:
             yield
         finally:
             await runtime.async_publisher.close()
-            runtime.async_publisher = None
+            runtime.async_publisher = runtime.async_loop = None
 
     return lifespan

@@ -72,6 +72,14 @@ def test_topic_with_two_subscribers_delivers_a_copy_to_each(system):
     assert system.state.get("fanout", f"B-{probe_id}") == {"topic": "test.fanout"}
 
 
+def test_a_def_http_handler_enqueues_through_the_gateway_publisher(system):
+    probe_id = uuid.uuid4().hex
+    response = system.http.post("/_test/enqueue-sync/test.fanout", json={"data": {"id": probe_id}})
+    assert response.status_code == 202
+    assert len(set(response.json()["messageIds"])) == 2
+    wait_for(lambda: system.state.get("fanout", f"A-{probe_id}") and system.state.get("fanout", f"B-{probe_id}"))
+
+
 def test_message_survives_a_worker_killed_mid_handler(system):
     probe_id = uuid.uuid4().hex
     enqueue(system, "test.slow", {"id": probe_id, "sleep": 2.0})

@@ -38,6 +38,17 @@ async def enqueue(request: Request, ctx: Context) -> dict[str, Any]:
     return {"status": 202, "body": {"messageIds": ids}}
 
 
+@step(
+    name="TestEnqueueFromThread",
+    triggers=[http("POST", "/_test/enqueue-sync/:topic", body=Envelope)],
+    enqueues=["test.fanout"],
+)
+def enqueue_from_thread(request: Request, ctx: Context) -> dict[str, Any]:
+    # A def handler runs in the gateway's thread pool; its enqueue still waits for RabbitMQ.
+    ids = ctx.enqueue(request.path_params["topic"], request.body.data).message_ids
+    return {"status": 202, "body": {"messageIds": ids}}
+
+
 @step(name="TestSetState", triggers=[http("PUT", "/_test/state/:group/:key", body=Envelope)])
 def set_state(request: Request, ctx: Context) -> dict[str, Any]:
     group, key = request.path_params["group"], request.path_params["key"]
