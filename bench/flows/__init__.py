@@ -1,0 +1,1 @@
+"""Steps that exist only for the benchmarks (``[project] flows = ["bench.flows"]``)."""

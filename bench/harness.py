@@ -1,0 +1,464 @@
+"""What every benchmark shares: its own RabbitMQ node, config file, state db and processes.
+
+Example::
+
+    with Harness("pipeline") as bench:
+        bench.write_config(flows=["actors.flows.orders"])
+        bench.start_workers("workers", "actors", processes=2, threads=8)
+        url = bench.start_gateway()
+        ...
+    # processes stopped, node stopped, temp dir removed
+
+Everything listens on 127.0.0.1, on free ports, under a temp dir; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import pika
+
+from conveyor.broker import with_heartbeat
+from conveyor.localnode import LocalNode, port_open, rabbitmq_installed
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+#: The heartbeat written to the config; the plain Dramatiq broker gets the same URL.
+HEARTBEAT = 60
+MAX_PRIORITY = 10
+#: The flows the order benchmarks load: the order-processing flow alone, so that other flows
+#: added to the project do not change what they measure (``--flows actors.flows`` loads all).
+FLOWS = ["actors.flows.orders"]
+
+T = TypeVar("T")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (a process died, a wait timed out, a tool is missing)."""
+
+
+def note(text: str) -> None:
+    """Progress on stderr, so that stdout holds only the JSON line and the summary."""
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def emit(figures: dict[str, Any], summary: str) -> None:
+    """Print the one JSON line of figures, then the human summary."""
+    print(json.dumps(figures, sort_keys=False), flush=True)
+    print(summary, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_node_ports() -> tuple[int, int]:
+    """An AMQP port and a management port; the Erlang distribution port (AMQP + 20000) is free too."""
+    for _ in range(100):
+        port = random.randint(30000, 44000)
+        if not any(port_open(p) for p in (port, port + 1, port + 20000)):
+            return port, port + 1
+    raise BenchError("no free ports for the benchmark's RabbitMQ node")
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy; :class:`BenchError` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (e.g. the worker processes of a ``dramatiq`` master)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return sorted(set(found))
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size (``VmRSS``) of ``pid``, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+def pss_mb(pid: int) -> float | None:
+    """Proportional set size of ``pid`` in MiB (shared pages split between their users), if readable."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(master: int) -> float:
+    """CPU seconds used so far by the children of ``master`` (the worker processes of a ``dramatiq`` master)."""
+    total = 0.0
+    for pid in children(master):
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue  # exited meanwhile
+    return total
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` (0..1) percentile of ``values`` by nearest rank; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def queue_depth(url: str, queue: str) -> int:
+    """Messages ready in ``queue`` (a passive declare: unacknowledged ones are not counted)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def purge(url: str, queues: list[str]) -> int:
+    """Empty ``queues``; returns how many messages were dropped."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        return sum(int(channel.queue_purge(queue).method.message_count) for queue in queues)
+    finally:
+        connection.close()
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """How busy the machine's CPUs were over the next ``seconds``, in % (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    total, idle = sample()
+    time.sleep(seconds)
+    total2, idle2 = sample()
+    return 100 * (1 - (idle2 - idle) / max(1, total2 - total))
+
+
+def machine(busy_before: float | None = None) -> dict[str, Any]:
+    """Cores, CPU model and memory of this machine, and how busy it was before the benchmark began.
+
+    Other work on the machine skews the figures: ``cpu_busy_before_pct`` (measured by
+    :class:`Harness` over a second before it starts anything) says how much there was.
+    """
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+            break
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+    )
+    return {
+        "cpu_busy_before_pct": round(busy_before, 1) if busy_before is not None else None,
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": sys.version.split()[0],
+    }
+
+
+class Harness:
+    """A temp dir with a RabbitMQ node, a config file, a state db and the processes of one benchmark.
+
+    Parameters:
+      name: names the temp dir and the node.
+      keep: leave the temp dir (logs, state db) in place at the end.
+    """
+
+    def __init__(self, name: str, *, keep: bool = False) -> None:
+        self.name = name
+        self.keep = keep
+        #: How busy the CPUs were just before the benchmark began, for :func:`machine`.
+        self.busy_before = cpu_busy()
+        self.base = Path(tempfile.mkdtemp(prefix=f"conveyor-bench-{name}-"))
+        self.node: LocalNode | None = None
+        self.config_path = self.base / "config.toml"
+        self.state_path = self.base / "state.db"
+        self.gateway_port = free_port()
+        self.env: dict[str, str] = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._previous_sigterm: Any = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Harness:
+        # A SIGTERM (or Ctrl-C) still stops the node and the processes.
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            self.start_node()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def start_node(self, attempts: int = 2) -> LocalNode:
+        """Start the benchmark's RabbitMQ node on free ports (again on other ports if it fails to start)."""
+        if not rabbitmq_installed():
+            raise BenchError("rabbitmq-server is not installed: apt-get install rabbitmq-server")
+        for attempt in range(1, attempts + 1):
+            port, management_port = free_node_ports()
+            node = LocalNode(self.base / f"rabbitmq-{port}", port=port, management_port=management_port, name="bench")
+            self.node = node
+            note(f"starting RabbitMQ node {node.nodename} under {node.base}")
+            try:
+                with _loopback_erlang_distribution():
+                    node.start()
+                return node
+            except (subprocess.SubprocessError, RuntimeError) as exc:
+                tail = _tail(node.base / "server.out", 15)
+                note(f"RabbitMQ node {node.nodename} did not start ({exc}); its output ends with:\n{tail}")
+                self._stop_node()
+                if attempt == attempts:
+                    raise BenchError(f"RabbitMQ node did not start after {attempts} attempts; see above") from None
+        raise AssertionError("unreachable")
+
+    def _stop_node(self) -> None:
+        if self.node is None:
+            return
+        note(f"stopping RabbitMQ node {self.node.nodename}")
+        pid = self.node_pid()
+        try:
+            self.node.stop()
+        except (OSError, subprocess.SubprocessError) as exc:
+            note(f"could not stop the node cleanly: {exc}")
+        if pid is not None and _alive(pid):
+            # A node that never finished starting does not answer rabbitmqctl: end the VM by its pid.
+            try:
+                os.kill(pid, signal.SIGTERM)
+                wait_for(lambda: not _alive(pid), timeout=30, what=f"RabbitMQ process {pid} to exit", interval=0.2)
+            except (OSError, BenchError) as exc:
+                note(f"RabbitMQ process {pid} may still run: {exc}")
+        self.node = None
+
+    def close(self) -> None:
+        """Stop every process, then the node, then remove the temp dir (unless ``keep``)."""
+        for name in list(self.processes):
+            self.stop(name)
+        self._stop_node()
+        if self.keep:
+            note(f"kept {self.base}")
+        else:
+            shutil.rmtree(self.base, ignore_errors=True)
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def node_pid(self) -> int | None:
+        """The RabbitMQ node's OS process id (from its pid file), if it is running."""
+        if self.node is None:
+            return None
+        try:
+            return int((self.node.base / "rabbitmq.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # -- config --------------------------------------------------------------------------------
+
+    @property
+    def broker_url(self) -> str:
+        """The node's AMQP URL with the heartbeat Conveyor adds, so plain Dramatiq gets the same one."""
+        if self.node is None:
+            raise BenchError("the node is not started")
+        return with_heartbeat(self.node.url, HEARTBEAT)
+
+    def write_config(self, *, flows: list[str], log_level: str = "INFO", extra: str = "") -> Path:
+        """Write the benchmark's config file and point ``CONVEYOR_CONFIG`` at it (here and in children)."""
+        self.config_path.write_text(
+            f"""# Written by bench/harness.py for one benchmark run.
+[project]
+flows = {json.dumps(flows)}
+[broker]
+url = "{self.broker_url}"
+heartbeat = {HEARTBEAT}
+max_priority = {MAX_PRIORITY}
+[gateway]
+host = "{HOST}"
+port = {self.gateway_port}
+[state]
+path = "{self.state_path}"
+[logging]
+level = "{log_level}"
+{extra}
+"""
+        )
+        self.env["CONVEYOR_CONFIG"] = str(self.config_path)
+        return self.config_path
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``python argv...`` in the project root, in its own session, logging to ``<name>.log``."""
+        if name in self.processes:
+            raise BenchError(f"process {name!r} is already running")
+        with open(self.log_path(name), "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.processes[name] = process
+        return process
+
+    def start_workers(
+        self,
+        name: str,
+        module: str,
+        *,
+        processes: int,
+        threads: int,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> subprocess.Popen[bytes]:
+        """``dramatiq MODULE -p N -t T``; with ``wait``, returns once every worker process is ready."""
+        master = self.start(name, "-m", "dramatiq", module, "-p", str(processes), "-t", str(threads), env=env)
+        if wait:
+            self.wait_workers_ready(name, processes)
+        return master
+
+    def wait_workers_ready(self, name: str, processes: int, timeout: float = 60) -> None:
+        def ready() -> bool:
+            self.check_alive(name)
+            return self.log(name).count("is ready for action") >= processes
+
+        wait_for(ready, timeout=timeout, what=f"{name}: {processes} worker process(es) ready", interval=0.02)
+
+    def start_gateway(self, name: str = "gateway", timeout: float = 60) -> str:
+        """``python -m gateway`` on the config's port; returns its URL once ``/health`` answers 200."""
+        self.start(name, "-m", "gateway")
+        url = f"http://{HOST}:{self.gateway_port}"
+        self.wait_http(name, f"{url}/health", timeout=timeout)
+        return url
+
+    def wait_http(self, name: str, url: str, *, method: str = "GET", timeout: float = 60) -> None:
+        """Wait until ``url`` answers 2xx (any body) while process ``name`` is alive."""
+
+        def answers() -> bool:
+            self.check_alive(name)
+            try:
+                return httpx.request(method, url, timeout=2, json={} if method == "POST" else None).is_success
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, timeout=timeout, what=f"{name} to answer {url}", interval=0.1)
+
+    def check_alive(self, name: str) -> None:
+        process = self.processes[name]
+        if process.poll() is not None:
+            tail = "\n".join(self.log(name).splitlines()[-20:])
+            raise BenchError(f"{name} exited with code {process.returncode}; its log ends with:\n{tail}")
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        """SIGTERM the process, SIGKILL its whole group if it lingers.
+
+        Only the process itself gets the SIGTERM: a ``dramatiq`` master passes it on to its
+        workers, and a worker signalled twice takes its "kill" path, which hangs on
+        Dramatiq's non-daemon event-loop thread (the AsyncIO middleware) until SIGKILL.
+        """
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            note(f"{name} did not stop within {timeout:.0f}s; killing it")
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        except ProcessLookupError:
+            pass
+
+    def log_path(self, name: str) -> Path:
+        return self.base / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextmanager
+def _loopback_erlang_distribution() -> Iterator[None]:
+    """Have the node's Erlang distribution port listen on 127.0.0.1 too (it defaults to every interface).
+
+    LocalNode passes this process's environment on to the node, so the setting goes there.
+    """
+    variable = "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"
+    previous = os.environ.get(variable)
+    os.environ[variable] = f"{previous or ''} -kernel inet_dist_use_interface {{127,0,0,1}}".strip()
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[variable]
+        else:
+            os.environ[variable] = previous
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
