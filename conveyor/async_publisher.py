@@ -45,15 +45,19 @@ class AsyncPublisher:
         self._returned: set[str] = set()
         self._tags = itertools.count(1)
 
-    async def publish(self, routing_key: str, body: bytes, *, priority: int | None = None) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, *, message_id: str | None = None, priority: int | None = None
+    ) -> None:
         """Publish persistently to ``routing_key`` and return once RabbitMQ confirmed it.
 
+        ``message_id`` (unique; a new one by default) tells a returned message from the others.
         Raises :class:`~conveyor.errors.PublishError` if RabbitMQ refuses it (no such queue,
         a nack), the connection is lost first, or no confirm comes in ``confirm_timeout``.
         """
-        channel = await self._ready_channel()
-        message_id = uuid.uuid4().hex
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        channel = self._channel if self._channel is not None and self._channel.is_open else await self._ready_channel()
+        message_id = message_id or uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        confirmed: asyncio.Future[None] = loop.create_future()
         tag = next(self._tags)
         self._pending[tag] = (confirmed, message_id)
         confirmed.add_done_callback(lambda _: self._pending.pop(tag, None))
@@ -64,15 +68,14 @@ class AsyncPublisher:
             properties=pika.BasicProperties(delivery_mode=2, priority=priority, message_id=message_id),
             mandatory=True,  # an unroutable message comes back instead of vanishing
         )
+        # A timer, not asyncio.wait_for: no extra task per message on the hot path.
+        expiry = loop.call_later(self.confirm_timeout, _expire, confirmed, self.confirm_timeout)
         try:
-            await asyncio.wait_for(asyncio.shield(confirmed), self.confirm_timeout)
-        except TimeoutError:
-            confirmed.cancel()
-            raise PublishError(
-                f"RabbitMQ did not confirm a message to {routing_key!r} within {self.confirm_timeout}s"
-            ) from None
+            await confirmed
         except PublishError as exc:
             raise PublishError(f"{exc} (queue {routing_key!r})") from None
+        finally:
+            expiry.cancel()
 
     async def declare(self, queue: str, arguments: dict[str, Any]) -> None:
         """Declare a durable queue (used for delay queues) unless declared recently."""
@@ -163,6 +166,11 @@ class AsyncPublisher:
                 future.set_exception(PublishError(reason))
         self._pending.clear()
         self._returned.clear()
+
+
+def _expire(future: asyncio.Future[None], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(PublishError(f"RabbitMQ did not confirm the message within {timeout}s"))
 
 
 def _settle(future: asyncio.Future[Any], value: Any = None) -> None:

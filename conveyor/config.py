@@ -69,6 +69,8 @@ class GatewaySection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
     max_body_size: int = Field(default=1024 * 1024, gt=0, description="bytes")
+    #: Gateway processes (uvicorn workers) sharing the port; each has its own RabbitMQ connection.
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class StateSection(_Section):

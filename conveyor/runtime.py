@@ -132,7 +132,11 @@ class Runtime:
             self._message(step.name, data, topic=topic, trace_id=trace_id, **options)
             for step in self._subscribers_of(topic)
         ]
-        await asyncio.gather(*(self._publish_async(message, _milliseconds(delay)) for message in messages))
+        delay_ms = _milliseconds(delay)
+        if len(messages) == 1:
+            await self._publish_async(messages[0], delay_ms)  # the usual case: no gather, no extra task
+        else:
+            await asyncio.gather(*(self._publish_async(message, delay_ms) for message in messages))
         return [message.message_id for message in messages]
 
     async def _publish_async(self, message: dramatiq.Message, delay_ms: int | None) -> None:
@@ -143,7 +147,12 @@ class Runtime:
         if delay_ms:
             routing_key, arguments = delay_queue(message.queue_name, delay_ms)
             await publisher.declare(routing_key, arguments)
-        await publisher.publish(routing_key, message.encode(), priority=message.options.get("broker_priority"))
+        await publisher.publish(
+            routing_key,
+            message.encode(),
+            message_id=message.message_id,
+            priority=message.options.get("broker_priority"),
+        )
         self.broker.emit_after("enqueue", message, delay_ms)
 
     def _message(

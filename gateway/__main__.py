@@ -1,4 +1,4 @@
-"""``python -m gateway [--host H] [--port P]``: serve the HTTP steps with uvicorn."""
+"""``python -m gateway [--host H] [--port P] [--workers N]``: serve the HTTP steps with uvicorn."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import argparse
 import uvicorn
 
 import actors
-from gateway import build_app
 
 
 def main() -> None:
@@ -15,11 +14,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     parser.add_argument("--host", default=gateway.host)
     parser.add_argument("--port", type=int, default=gateway.port)
+    parser.add_argument("--workers", type=int, default=gateway.workers, help="gateway processes")
     args = parser.parse_args()
     uvicorn.run(
-        build_app(actors.runtime),
+        # By name, so that each of several worker processes builds its own app (and publisher).
+        "gateway.asgi:app",
         host=args.host,
         port=args.port,
+        workers=args.workers,
         log_level=actors.runtime.config.logging.level.lower(),
         access_log=False,
     )

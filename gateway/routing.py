@@ -14,7 +14,6 @@ from starlette.routing import Route
 
 from conveyor import Context, Request, Runtime
 from conveyor.errors import PublishError
-from conveyor.runtime import new_trace_id
 from conveyor.steps import Step
 from conveyor.tracing import current_trace_id
 from conveyor.triggers import HttpTrigger
@@ -56,7 +55,9 @@ def step_endpoint(runtime: Runtime, step: Step, trigger: HttpTrigger) -> Endpoin
             )
         except BadRequest as exc:
             return exc.response
-        ctx = Context(runtime, step, trace_id=http_request.headers.get("x-trace-id") or new_trace_id())
+        # The request id doubles as the trace id unless the client sends one to follow.
+        trace_id = http_request.headers.get("x-trace-id") or http_request.scope["state"]["request_id"]
+        ctx = Context(runtime, step, trace_id=trace_id)
         current_trace_id.set(ctx.trace_id)  # state triggers fired by this request's writes carry it on
         try:
             result = await _call(step, request, ctx)
