@@ -6,10 +6,6 @@ problem (and whose ``fields`` name the failing fields, where there are some); no
 stock may be stored, no handler that stores may run, and the gateway must log no crash.
 At the end, RabbitMQ's count of messages published to ProcessOrder's queue shows that the
 bad requests queued nothing.
-
-Cases the gateway (or the order flow's models) gets wrong today are marked ``xfail(strict=True)``
-with the reason: they assert the right behaviour, and start failing as XPASS once fixed, so the
-mark is removed with the fix.
 """
 
 from __future__ import annotations
@@ -76,8 +72,6 @@ class Bad:
     fields: tuple[str, ...] = ()
     #: For a 405: what the Allow header must list.
     allow: tuple[str, ...] = ()
-    #: Why the case fails today; the case is then an expected failure until that is fixed.
-    known_bug: str | None = None
 
 
 INVALID = "Invalid request body"
@@ -276,11 +270,7 @@ CASES = [
 
 
 def _params() -> list[Any]:
-    params = []
-    for case in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=case.known_bug)] if case.known_bug else []
-        params.append(pytest.param(case, id=case.id, marks=marks))
-    return params
+    return [pytest.param(case, id=case.id) for case in CASES]
 
 
 class Baseline(NamedTuple):
