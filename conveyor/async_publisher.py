@@ -54,7 +54,7 @@ class AsyncPublisher:
         Raises :class:`~conveyor.errors.PublishError` if RabbitMQ refuses it (no such queue,
         a nack), the connection is lost first, or no confirm comes in ``confirm_timeout``.
         """
-        channel = self._channel if self._channel is not None and self._channel.is_open else await self._ready_channel()
+        channel = await self._ready_channel()
         message_id = message_id or uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         confirmed: asyncio.Future[None] = loop.create_future()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -82,33 +81,30 @@ class Context:
         ``topic`` must be in the step's ``enqueues``. ``delay`` is in seconds (the message runs
         no sooner). ``priority`` (``"low"``, ``"normal"``, ``"high"`` or an integer up to
         ``[broker] max_priority``) overrides the receiving step's default. Called from a
-        running event loop (an ``async def`` handler), the publish runs in a thread and is
+        running event loop (an ``async def`` handler), the publish starts at once and is
         awaited before the handler's work counts as done; elsewhere it returns once
         RabbitMQ has confirmed every copy.
         """
         if topic not in self.step.enqueues:
             raise UndeclaredTopicError(self.step.name, topic, list(self.step.enqueues))
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-        send: Callable[[], list[str]] = lambda: self._runtime.publish(  # noqa: E731
-            topic, payload, trace_id=self.trace_id, delay=delay, priority=priority
-        )
-        publish_async = functools.partial(
-            self._runtime.publish_async, topic, payload, trace_id=self.trace_id, delay=delay, priority=priority
-        )
-        loop = self._runtime.async_loop
-        if _on_event_loop():
-            if self._runtime.async_publisher is not None:
-                future = asyncio.ensure_future(publish_async())
-            else:
-                future = self._runtime.publisher_pool.submit(send)
-        elif loop is not None and self._runtime.async_publisher is not None:
+        options: dict[str, Any] = {"trace_id": self.trace_id, "delay": delay, "priority": priority}
+        runtime = self._runtime
+        future: concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]
+        if runtime.async_publisher is not None and on_event_loop():
+            future = asyncio.ensure_future(runtime.publish_async(topic, payload, **options))
+        elif runtime.async_publisher is not None and runtime.async_loop is not None:
             # A def handler in the gateway's thread pool: hand the publish to the loop's pipelined
             # publisher and wait here, off the loop, for the confirm.
-            future = asyncio.run_coroutine_threadsafe(publish_async(), loop)
+            future = asyncio.run_coroutine_threadsafe(
+                runtime.publish_async(topic, payload, **options), runtime.async_loop
+            )
             future.result()
+        elif on_event_loop():
+            future = runtime.publisher_pool.submit(runtime.publish, topic, payload, **options)
         else:
             future = concurrent.futures.Future()
-            future.set_result(send())
+            future.set_result(runtime.publish(topic, payload, **options))
         self._pending.append(future)
         return Enqueued(future)
 
@@ -122,7 +118,8 @@ class Context:
             future.result()  # a worker's enqueues are done by now
 
 
-def _on_event_loop() -> bool:
+def on_event_loop() -> bool:
+    """Is this thread running an asyncio event loop right now?"""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

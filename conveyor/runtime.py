@@ -17,6 +17,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from .async_publisher import AsyncPublisher
 from .broker import build_broker
 from .config import Config, load_config
+from .context import on_event_loop
 from .cron import parse_cron
 from .dead_letter_records import DeadLetterRecords
 from .delays import delay_queue
@@ -85,12 +86,7 @@ class Runtime:
         Returns once RabbitMQ confirmed every copy. ``delay`` is in seconds; ``priority`` is
         ``"low"``, ``"normal"``, ``"high"`` or an integer up to ``[broker] max_priority``.
         """
-        trace_id = trace_id or new_trace_id()
-        options = {} if priority is None else {"priority": priority}
-        return [
-            self.send(step.name, data, topic=topic, trace_id=trace_id, delay=delay, **options)
-            for step in self._subscribers_of(topic)
-        ]
+        return [self._enqueue(message, delay) for message in self._messages(topic, data, trace_id, priority)]
 
     def send(
         self,
@@ -106,12 +102,15 @@ class Runtime:
 
         Extra ``options`` become Dramatiq message options (``priority=``, ``state_group=``...).
         """
-        message = self._message(step_name, data, topic=topic, trace_id=trace_id, **options)
+        return self._enqueue(self._message(step_name, data, topic=topic, trace_id=trace_id, **options), delay)
+
+    def _enqueue(self, message: dramatiq.Message, delay: float | None) -> str:
         try:
             return self.broker.enqueue(message, delay=_milliseconds(delay)).message_id
         except dramatiq.errors.BrokerConnectionError as exc:
             raise PublishError(
-                f"RabbitMQ did not take the message for step {step_name!r} (topic {topic!r}): {exc}"
+                f"RabbitMQ did not take the message for step {message.actor_name!r} "
+                f"(topic {message.options.get('topic')!r}): {exc}"
             ) from exc
 
     async def publish_async(
@@ -126,12 +125,7 @@ class Runtime:
         """:meth:`publish` for an event loop, through :attr:`async_publisher`: confirms are
         awaited, not waited for, so many publishes share the channel's round trips."""
         assert self.async_publisher is not None, "publish_async needs an AsyncPublisher (the gateway sets one)"
-        trace_id = trace_id or new_trace_id()
-        options = {} if priority is None else {"priority": priority}
-        messages = [
-            self._message(step.name, data, topic=topic, trace_id=trace_id, **options)
-            for step in self._subscribers_of(topic)
-        ]
+        messages = self._messages(topic, data, trace_id, priority)
         delay_ms = _milliseconds(delay)
         if len(messages) == 1:
             await self._publish_async(messages[0], delay_ms)  # the usual case: no gather, no extra task
@@ -164,11 +158,16 @@ class Runtime:
             args=(data,), topic=topic, trace_id=trace_id or new_trace_id(), **options
         )
 
-    def _subscribers_of(self, topic: str) -> list[Step]:
+    def _messages(
+        self, topic: str, data: Any, trace_id: str | None, priority: int | str | None
+    ) -> list[dramatiq.Message]:
+        """One message per step subscribed to ``topic``, sharing one trace."""
         steps = self.subscribers.get(topic)
         if not steps:
             raise ConfigError(f"topic {topic!r} has no subscribing step")
-        return steps
+        trace_id = trace_id or new_trace_id()
+        options = {} if priority is None else {"priority": priority}
+        return [self._message(step.name, data, topic=topic, trace_id=trace_id, **options) for step in steps]
 
     def cron_steps(self) -> list[tuple[Step, str]]:
         """``(step, expression)`` for every cron-triggered step, config overrides applied."""
@@ -181,7 +180,7 @@ class Runtime:
     def _publish_state_triggers(self, pending: list[PendingTrigger]) -> None:
         # Called right after the write committed. From an event loop, publish off the loop; if
         # the process dies first, the triggers stay in the outbox for the sweep.
-        if _on_event_loop():
+        if on_event_loop():
             self.publisher_pool.submit(self.publish_pending_triggers, pending)
         else:
             self.publish_pending_triggers(pending)
@@ -256,14 +255,6 @@ _RETRY_KEYS = ("max_retries", "backoff", "retry_delay", "max_retry_delay")
 
 def _milliseconds(seconds: float | None) -> int | None:
     return int(seconds * 1000) if seconds else None
-
-
-def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def new_trace_id() -> str:

@@ -128,8 +128,7 @@ class StateStore:
 
     def get(self, group: str, key: str) -> Any | None:
         """The value at ``group``/``key``, or ``None``."""
-        row = self._connection().execute("SELECT value FROM state WHERE grp = ? AND key = ?", (group, key)).fetchone()
-        return json.loads(row[0]) if row else None
+        return self._read(self._connection(), group, key)
 
     def set(self, group: str, key: str, value: Any) -> Any:
         """Store ``value`` at ``group``/``key``, replacing what was there; returns it."""

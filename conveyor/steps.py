@@ -6,6 +6,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -32,7 +33,7 @@ class Step:
     #: Defaults for this step's settings given in code (``max_retries=5``...); config.toml overrides them.
     settings: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property  # asked on every request and message
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.handler)
 

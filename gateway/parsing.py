@@ -26,11 +26,12 @@ class BadRequest(Exception):
     def __init__(self, status: int, error: str, **details: Any) -> None:
         super().__init__(error)
         self.status = status
-        self.details = {"error": error, **details}
+        self.error = error
+        self.details = details
 
     @property
     def response(self) -> JSONResponse:
-        return json_error(self.status, self.details["error"], **{k: v for k, v in self.details.items() if k != "error"})
+        return json_error(self.status, self.error, **self.details)
 
 
 async def read_body(http_request: HTTPRequest, trigger: HttpTrigger) -> Any:
@@ -61,6 +62,17 @@ def read_query(http_request: HTTPRequest, trigger: HttpTrigger) -> Any:
         for values in [params.getlist(key)]
     }
     return validate(trigger.query, data, "Invalid query string")
+
+
+def check_path_params(params: dict[str, Any]) -> None:
+    """Refuse path parameters holding control characters (a NUL in an id, say)."""
+    for name, value in params.items():
+        if isinstance(value, str) and any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise BadRequest(
+                400,
+                f"Path parameter {name!r} contains control characters",
+                fields=[{"field": name, "reason": "must not contain control characters"}],
+            )
 
 
 def validate(model: type[BaseModel], data: Any, error: str, *, strict: bool = False) -> BaseModel:

@@ -19,7 +19,7 @@ from conveyor.tracing import current_trace_id
 from conveyor.triggers import HttpTrigger
 
 from .errors import json_error
-from .parsing import BadRequest, read_body, read_query
+from .parsing import BadRequest, check_path_params, read_body, read_query
 
 logger = logging.getLogger("conveyor.gateway")
 
@@ -44,7 +44,7 @@ def step_endpoint(runtime: Runtime, step: Step, trigger: HttpTrigger) -> Endpoin
 
     async def endpoint(http_request: HTTPRequest) -> Response:
         try:
-            _check_path_params(http_request.path_params)
+            check_path_params(http_request.path_params)
             request = Request(
                 method=http_request.method,
                 path=http_request.url.path,
@@ -98,13 +98,3 @@ def _response(result: Any, trigger: HttpTrigger) -> Response:
     if status == 204 or body is None and status != 200:
         return Response(status_code=status, headers=result.get("headers"))
     return JSONResponse(body, status_code=status, headers=result.get("headers"))
-
-
-def _check_path_params(params: dict[str, Any]) -> None:
-    for name, value in params.items():
-        if isinstance(value, str) and any(ord(char) < 32 or ord(char) == 127 for char in value):
-            raise BadRequest(
-                400,
-                f"Path parameter {name!r} contains control characters",
-                fields=[{"field": name, "reason": "must not contain control characters"}],
-            )

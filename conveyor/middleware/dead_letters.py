@@ -12,6 +12,7 @@ from dramatiq.middleware import Middleware
 
 from ..clock import now_iso
 from ..dead_letter_records import DeadLetterRecords
+from .options import option
 
 #: ``publish(topic, record, trace_id)``: how the record reaches the topic's subscribers.
 Publish = Callable[[str, dict[str, Any], str | None], Any]
@@ -54,7 +55,7 @@ class DeadLetters(Middleware):
         failure = failure_record(message, exception, step=actor.actor_name)
         # Kept before publishing, so a dead-letter topic that RabbitMQ refuses does not lose it.
         self._keep(failure)
-        topic = message.options.get("dead_letter_queue", actor.options.get("dead_letter_queue"))
+        topic = option(broker, message, "dead_letter_queue")
         if not topic:
             return
         record = dead_letter_record(message, exception, step=actor.actor_name, failure=failure)

@@ -56,7 +56,7 @@ class Retries(Middleware):
             message.fail()  # the same input would fail the same way: straight to the dead letters
             return
 
-        setting = self._settings(broker, message)
+        setting = {name: option(broker, message, name, default) for name, default in self.defaults.items()}
         retries = message.options.get("retries", 0)
         if retries >= setting["max_retries"]:
             self.logger.warning("Message %s failed after %d attempts; giving up.", message.message_id, retries + 1)
@@ -73,12 +73,6 @@ class Retries(Middleware):
             delay,
         )
         broker.enqueue(message, delay=delay)
-
-    def _settings(self, broker: dramatiq.Broker, message: dramatiq.Message) -> dict[str, Any]:
-        actor_options = broker.get_actor(message.actor_name).options
-        return {
-            name: message.options.get(name, actor_options.get(name, default)) for name, default in self.defaults.items()
-        }
 
 
 def backoff_delay(retries: int, backoff: str, retry_delay: int, max_retry_delay: int) -> int:
