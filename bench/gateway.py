@@ -17,7 +17,6 @@ Prints one JSON line (requests/s, p50/p99 latency for both, the ratio), then a s
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -26,7 +25,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .harness import FLOWS, HOST, BenchError, Harness, emit, free_port, machine, note, purge, queue_depth
+from .harness import (
+    HOST,
+    BenchError,
+    Harness,
+    argument_parser,
+    emit,
+    free_port,
+    machine,
+    note,
+    purge,
+    queue_depth,
+)
 
 LUA_SCRIPT = Path(__file__).with_name("order.lua")
 #: The queue CreateOrder's messages land in.
@@ -36,21 +46,12 @@ _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser("bench.gateway", __doc__)
     parser.add_argument("--duration", type=int, default=15, help="seconds per measurement (default 15)")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of load before each measurement (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="wrk -c (default 16)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--with-workers", action="store_true", help="run dramatiq actors -p 2 -t 8 meanwhile")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state db)")
-    parser.add_argument(
-        "--flows",
-        nargs="+",
-        default=FLOWS,
-        help=f"[project] flows for the workers and the gateway (default {' '.join(FLOWS)})",
-    )
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be 1..600 and --warmup 0..60 seconds")

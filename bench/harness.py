@@ -14,9 +14,9 @@ Everything listens on 127.0.0.1, on free ports, under a temp dir; every wait is 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -34,7 +34,7 @@ import httpx
 import pika
 
 from conveyor.broker import with_heartbeat
-from conveyor.localnode import LocalNode, port_open, rabbitmq_installed
+from conveyor.localnode import LocalNode, free_node_ports, rabbitmq_installed
 
 from .errors import BenchError
 from .procfs import children, cpu_busy, cpu_seconds, machine, pss_mb, rss_mb, tree_cpu  # noqa: F401 - re-exported
@@ -68,15 +68,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def free_node_ports() -> tuple[int, int]:
-    """An AMQP port and a management port; the Erlang distribution port (AMQP + 20000) is free too."""
-    for _ in range(100):
-        port = random.randint(30000, 44000)
-        if not any(port_open(p) for p in (port, port + 1, port + 20000)):
-            return port, port + 1
-    raise BenchError("no free ports for the benchmark's RabbitMQ node")
-
-
 def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something truthy; :class:`BenchError` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -87,6 +78,22 @@ def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def argument_parser(module: str, doc: str | None, *, flows: bool = True) -> argparse.ArgumentParser:
+    """The parser every benchmark starts from: ``--keep`` and, for those that load flows, ``--flows``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state db, counters)")
+    if flows:
+        parser.add_argument(
+            "--flows",
+            nargs="+",
+            default=FLOWS,
+            help=f"[project] flows for the workers and the gateway (default {' '.join(FLOWS)})",
+        )
+    return parser
 
 
 def percentile(values: list[float], fraction: float) -> float:

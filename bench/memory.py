@@ -15,18 +15,17 @@ Prints one JSON line (MB = MiB), then a summary.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import Any
 
 from .environment import BROKER_URL_ENV, MAX_PRIORITY_ENV
 from .harness import (
-    FLOWS,
     HOST,
     MAX_PRIORITY,
     BenchError,
     Harness,
+    argument_parser,
     children,
     emit,
     free_port,
@@ -38,17 +37,8 @@ from .harness import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.memory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser("bench.memory", __doc__)
     parser.add_argument("--settle", type=float, default=3, help="idle seconds before reading (default 3)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    parser.add_argument(
-        "--flows",
-        nargs="+",
-        default=FLOWS,
-        help=f"[project] flows for the workers and the gateway (default {' '.join(FLOWS)})",
-    )
     args = parser.parse_args(argv)
 
     figures: dict[str, Any] = {"bench": "memory", "settle_s": args.settle, "flows": args.flows}

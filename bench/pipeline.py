@@ -13,7 +13,6 @@ Prints one JSON line (orders/s end to end, the POST phase's requests/s and laten
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -23,7 +22,7 @@ import httpx
 
 from conveyor.state_store import StateStore
 
-from .harness import FLOWS, BenchError, Harness, cpu_seconds, emit, machine, note, percentile, tree_cpu
+from .harness import BenchError, Harness, argument_parser, cpu_seconds, emit, machine, note, percentile, tree_cpu
 
 ORDER = {
     "customerId": "customer-123",
@@ -35,22 +34,13 @@ ORDER = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser("bench.pipeline", __doc__)
     parser.add_argument("--orders", type=int, default=3000, help="orders to POST (default 3000)")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
     parser.add_argument("--processes", type=int, default=2, help="dramatiq -p (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="dramatiq -t (default 8)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds (default 600)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state db)")
-    parser.add_argument(
-        "--flows",
-        nargs="+",
-        default=FLOWS,
-        help=f"[project] flows for the workers and the gateway (default {' '.join(FLOWS)})",
-    )
     args = parser.parse_args(argv)
     if args.orders < 1 or args.concurrency < 1:
         parser.error("--orders and --concurrency must be at least 1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,16 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def free_node_ports() -> tuple[int, int]:
+    """Ports for a :class:`LocalNode`: AMQP and management (AMQP + 1), with its Erlang
+    distribution port (AMQP + 20000) free too."""
+    for _ in range(100):
+        port = random.randint(30000, 44000)
+        if not any(port_open(p) for p in (port, port + 1, port + 20000)):
+            return port, port + 1
+    raise RuntimeError("no free ports for a local RabbitMQ node")
 
 
 @dataclass

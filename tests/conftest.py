@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conveyor.localnode import LocalNode, port_open, rabbitmq_installed
-
-
-def _free_node_ports() -> tuple[int, int]:
-    # The Erlang distribution port is the AMQP port + 20000, so both must be free.
-    for _ in range(100):
-        port = random.randint(30000, 44000)
-        if not any(port_open(p) for p in (port, port + 20000, port + 1)):
-            return port, port + 1
-    raise RuntimeError("no free ports for a test RabbitMQ node")
+from conveyor.localnode import LocalNode, free_node_ports, rabbitmq_installed
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +17,7 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
     """A RabbitMQ node of the suite's own, on free ports, removed at the end."""
     if not rabbitmq_installed():
         pytest.fail("RabbitMQ is not installed: apt-get install rabbitmq-server (scripts/test.sh does it)")
-    port, management_port = _free_node_ports()
+    port, management_port = free_node_ports()
     node = LocalNode(tmp_path_factory.mktemp("rabbitmq"), port=port, management_port=management_port, name="test")
     node.start()
     yield node

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import httpx
 
-from conveyor.localnode import LocalNode, port_open
+from conveyor.localnode import LocalNode, free_node_ports
 from conveyor.state_store import StateStore
+from tests.system import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STOCK = 1_000_000
@@ -51,22 +52,6 @@ class Figures:
     duplicate_notifications: int = 0
     drain_seconds: float = 0.0
     faults: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def node_ports() -> tuple[int, int]:
-    for _ in range(100):
-        port = random.randint(30000, 44000)
-        if not any(port_open(p) for p in (port, port + 1, port + 20000)):
-            return port, port + 1
-    raise RuntimeError("no free ports for RabbitMQ")
 
 
 def children(pid: int) -> list[int]:
@@ -94,7 +79,7 @@ class FaultRun:
         self.base = base
         self.figures = Figures(orders=orders)
         self.rate = rate
-        port, management = node_ports()
+        port, management = free_node_ports()
         self.node = LocalNode(base / "rabbitmq", port=port, management_port=management, name="faults")
         self.gateway_port = free_port()
         self.state_path = base / "state.db"

@@ -12,14 +12,13 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from conveyor.localnode import LocalNode
-from tests.conftest import _free_node_ports
+from conveyor.localnode import LocalNode, free_node_ports
 from tests.system import System, wait_for
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
-    port, management_port = _free_node_ports()
+    port, management_port = free_node_ports()
     own = LocalNode(tmp_path_factory.mktemp("outage-node"), port=port, management_port=management_port, name="outage")
     own.start()
     yield own
