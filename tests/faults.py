@@ -49,6 +49,9 @@ class Figures:
     duplicate_handler_runs: int = 0
     stock_taken: int = 0
     stock_expected: int = 0
+    #: Orders that completed although their POST got no 2xx: the gateway died between RabbitMQ's
+    #: confirm and its answer. The client retries them; they are not lost, and not counted twice.
+    completed_unanswered: int = 0
     duplicate_notifications: int = 0
     drain_seconds: float = 0.0
     faults: list[str] = field(default_factory=list)
@@ -235,6 +238,14 @@ max_retry_delay = 2000
         self.figures.duplicate_notifications = sum(count - 1 for count in per_order.values())
         self.figures.stock_taken = STOCK - state.get("inventory", "fault-widget")["stock"]
         self.figures.stock_expected = len(state.items("inventory-applied"))
+        accepted = set(self.order_ids)
+        self.figures.completed_unanswered = sum(
+            1
+            for order in state.list("orders")
+            if order["customerId"] == "fault-run"
+            and order["status"] == "completed"
+            and order["orderId"] not in accepted
+        )
         log = (self.base / "system.log").read_text(errors="replace")
         runs = len(re.findall(r"Processing order orderId=\S+ customerId=fault-run", log))
         self.figures.process_order_runs = runs

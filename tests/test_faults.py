@@ -15,4 +15,7 @@ def test_no_accepted_order_is_lost_under_faults():
     assert figures.lost == 0
     assert figures.completed == figures.accepted
     assert figures.duplicate_notifications == 0
-    assert figures.stock_taken == figures.stock_expected == figures.accepted
+    # Each order's stock was taken exactly once; every accepted order is among them, plus any that
+    # completed although the gateway died before answering (the client saw no 2xx).
+    assert figures.stock_taken == figures.stock_expected == figures.accepted + figures.completed_unanswered
+    assert figures.completed_unanswered <= 5  # only requests in flight when the gateway was killed

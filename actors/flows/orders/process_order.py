@@ -21,7 +21,12 @@ def handler(event: ProcessOrderEvent, ctx: Context) -> None:
 
     # A redelivery (worker crash) or a retry may find the order already decided: finish the
     # job by (re)sending its notification, which SendNotification keeps to one per status.
-    order = ctx.state.get("orders", event.orderId) or {}
+    order = ctx.state.get("orders", event.orderId)
+    if order is None:
+        # CreateOrder withdraws an order whose enqueue RabbitMQ did not confirm (the client got a
+        # 503 and will retry); if the message was stored after all, it must not become an order.
+        ctx.logger.warning("Order was withdrawn when its POST failed; not processing it", orderId=event.orderId)
+        return
     if order.get("status") in ("completed", "failed"):
         ctx.logger.info("Order already processed; re-sending its notification", orderId=event.orderId)
         _notify(ctx, event, order["status"])
