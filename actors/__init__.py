@@ -1,19 +1,16 @@
 """Conveyor's workers: ``dramatiq actors`` imports this package.
 
-Importing it reads config.toml, imports every flow under ``actors/flows/`` and declares one
-Dramatiq actor per queue- or cron-triggered step on the configured broker.
+Importing it boots the runtime: it reads config.toml, loads every flow of ``[project] flows``,
+declares one Dramatiq actor per queue-, state- or cron-triggered step and sets the broker
+Dramatiq's command line uses. This is the one module that boots on import, because that is
+how ``dramatiq`` finds its broker; the flows themselves live in ``flows/`` and only declare.
 """
 
 from __future__ import annotations
 
-from conveyor import ConfigError, boot
+from conveyor.runtime import boot_or_exit
 
-try:
-    runtime = boot()
-except ConfigError as exc:
-    # A configuration mistake is the operator's to fix: say what it is, without a traceback.
-    raise SystemExit(f"conveyor: {exc}") from None
-
+runtime = boot_or_exit()
 broker = runtime.broker
 
 __all__ = ["broker", "runtime"]

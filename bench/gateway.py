@@ -3,7 +3,7 @@
     python -m bench.gateway [--duration 15] [--connections 16] [--with-workers]
 
 Starts the bench's own RabbitMQ node, ``python -m gateway`` (``[project] flows =
-["actors.flows.orders"]``, the order-processing flow) and
+["flows.orders"]``, the order-processing flow) and
 ``python -m bench.echo_app`` (a Starlette app whose ``POST /orders`` only echoes the JSON,
 served by uvicorn with the gateway's settings). For each, after a short warm-up, wrk sends
 the README's order (``bench/order.lua``) over ``--connections`` connections for ``--duration``

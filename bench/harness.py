@@ -3,7 +3,7 @@
 Example::
 
     with Harness("pipeline") as bench:
-        bench.write_config(flows=["actors.flows.orders"])
+        bench.write_config(flows=["flows.orders"])
         bench.start_workers("workers", "actors", processes=2, threads=8)
         url = bench.start_gateway()
         ...
@@ -33,8 +33,8 @@ from typing import Any, TypeVar
 import httpx
 import pika
 
-from conveyor.broker import with_heartbeat
-from conveyor.localnode import LocalNode, free_node_ports, rabbitmq_installed
+from conveyor.messaging.broker import with_heartbeat
+from devtools.localnode import LocalNode, free_node_ports, rabbitmq_installed
 
 from .errors import BenchError
 from .procfs import children, cpu_busy, cpu_seconds, machine, pss_mb, rss_mb, tree_cpu  # noqa: F401 - re-exported
@@ -45,8 +45,8 @@ HOST = "127.0.0.1"
 HEARTBEAT = 60
 MAX_PRIORITY = 10
 #: The flows the order benchmarks load: the order-processing flow alone, so that other flows
-#: added to the project do not change what they measure (``--flows actors.flows`` loads all).
-FLOWS = ["actors.flows.orders"]
+#: added to the project do not change what they measure (``--flows flows`` loads all).
+FLOWS = ["flows.orders"]
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@
 
 Starts the bench's own RabbitMQ node, then in turn ``dramatiq actors -p 1 -t 8`` (Dramatiq's
 default thread count) and ``python -m gateway``, both with the order-processing flow
-(``--flows actors.flows`` loads every flow of the project instead), and for reference ``dramatiq
+(``--flows flows`` loads every flow of the project instead), and for reference ``dramatiq
 bench.plain_actors -p 1`` and ``python -m bench.echo_app``. Once each is ready (workers: "ready
 for action"; HTTP: answering) and has sat idle ``--settle`` seconds, reads ``VmRSS`` from
 /proc/PID/status (for a worker, of the worker process, the child of the dramatiq master) and

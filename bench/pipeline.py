@@ -3,7 +3,7 @@
     python -m bench.pipeline [--orders 3000] [--concurrency 16]
 
 Starts the bench's own RabbitMQ node, ``dramatiq actors -p 2 -t 8`` and ``python -m gateway``
-(``[project] flows = ["actors.flows.orders"]``, logging at INFO as in the shipped config.toml), then
+(``[project] flows = ["flows.orders"]``, logging at INFO as in the shipped config.toml), then
 POSTs the orders from ``--concurrency`` concurrent httpx clients. Each order runs CreateOrder
 (gateway) -> ProcessOrder -> UpdateInventory + SendNotification; the clock stops when the state
 db holds one notification per order.
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.state_store import StateStore
+from conveyor import StateStore
 
 from .harness import BenchError, Harness, argument_parser, cpu_seconds, emit, machine, note, percentile, tree_cpu
 

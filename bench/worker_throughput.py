@@ -124,7 +124,7 @@ def _publishers(bench: Harness) -> dict[str, Publish]:
     plain = importlib.import_module("bench.plain_actors")
 
     return {
-        CONVEYOR.name: lambda n: runtime.publish(TOPIC, {"n": n}),
+        CONVEYOR.name: lambda n: runtime.publisher.publish(TOPIC, {"n": n}),
         PLAIN.name: lambda n: plain.plain_noop.send({"n": n}),
     }
 

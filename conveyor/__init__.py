@@ -1,38 +1,55 @@
-"""Conveyor: steps triggered by HTTP, queues and cron, run as Dramatiq actors on RabbitMQ.
+"""Conveyor: steps triggered by HTTP, queues, state and cron, run as Dramatiq actors on RabbitMQ.
 
-Declare a step in a module under ``actors/flows/``::
+Declare a step in a module of a flow package (``flows/`` in this project)::
 
     from conveyor import Context, queue, step
 
     @step(name="SendNotification", triggers=[queue("send-notification", input=Notification)])
     def handler(notification: Notification, ctx: Context) -> None:
         ctx.logger.info("Sending notification", orderId=notification.orderId)
+
+Importing Conveyor, or a flow module, only declares: nothing connects, opens a file or reads
+config.toml until a front door calls :func:`boot`. Test steps and flows with :mod:`conveyor.testing`.
 """
 
 from __future__ import annotations
 
 from .clock import now_iso
 from .context import Context, Enqueued
-from .errors import ConfigError, ConveyorError, InvalidInput, PublishError, UndeclaredTopicError
-from .requests import Request
+from .declare.registry import Registry
+from .declare.requests import Request
+from .declare.state_changes import StateChange
+from .declare.steps import Step, step
+from .declare.triggers import cron, http, queue, state
+from .errors import (
+    ConfigError,
+    ConveyorError,
+    FlowImportError,
+    InvalidInput,
+    PublishError,
+    StateOpError,
+    StepDeclarationError,
+    UndeclaredTopicError,
+)
 from .runtime import Runtime, boot, current
-from .state_changes import StateChange
-from .state_store import StateStore
-from .steps import Step, step
-from .triggers import cron, http, queue, state
+from .store import StateStore
 
 __all__ = [
     "ConfigError",
     "Context",
     "ConveyorError",
     "Enqueued",
+    "FlowImportError",
     "InvalidInput",
     "PublishError",
+    "Registry",
     "Request",
     "Runtime",
     "StateChange",
+    "StateOpError",
     "StateStore",
     "Step",
+    "StepDeclarationError",
     "UndeclaredTopicError",
     "boot",
     "cron",

@@ -7,4 +7,11 @@ from datetime import UTC, datetime
 
 def now_iso() -> str:
     """``2026-03-04T10:00:00.000Z``"""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    """``moment`` (naive means UTC) as ``2026-03-04T10:00:00.000Z``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .settings import BUILTIN, StepSettings
 
 #: Where Conveyor looks for its configuration unless CONVEYOR_CONFIG says otherwise.
 DEFAULT_CONFIG_PATH = "config.toml"
@@ -21,38 +22,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class StepSettings(_Section):
-    """Per-step settings; each one becomes a Dramatiq actor option read by Conveyor's middleware."""
-
-    max_retries: int | None = Field(default=None, ge=0)
-    backoff: Literal["exponential", "fixed"] | None = None
-    retry_delay: int | None = Field(default=None, ge=0, description="milliseconds before the first retry")
-    max_retry_delay: int | None = Field(default=None, ge=0, description="milliseconds, cap for exponential")
-    dead_letter_queue: str | None = Field(default=None, min_length=1, description="topic for dead messages")
-    time_limit: int | None = Field(default=None, gt=0, description="milliseconds a handler may run")
-    cron: str | None = Field(default=None, description="replaces the step's cron expression")
-    priority: int | Literal["low", "normal", "high"] | None = Field(
-        default=None, description="default priority of messages to this step"
-    )
-    concurrency: int | None = Field(default=None, ge=1, description="messages at once per worker process")
-
-
-#: Built-in defaults, used where neither config.toml nor the step's code says otherwise.
-BUILTIN_STEP_SETTINGS: dict[str, Any] = {
-    "max_retries": 3,
-    "backoff": "exponential",
-    "retry_delay": 1000,
-    "max_retry_delay": 300_000,
-    "dead_letter_queue": None,
-    "time_limit": 600_000,
-    "priority": "normal",
-    "concurrency": None,
-}
-
-
 class ProjectSection(_Section):
     #: Packages whose modules declare steps; each is imported recursively at start-up.
-    flows: list[str] = ["actors.flows"]
+    flows: list[str] = ["flows"]
 
 
 class BrokerSection(_Section):
@@ -119,14 +91,18 @@ class Config(_Section):
         path = Path(self.state.path)
         return path if path.is_absolute() else Path(self.root) / path
 
-    def step_settings(self, name: str, code_settings: dict[str, Any]) -> dict[str, Any]:
+    def step_defaults(self) -> StepSettings:
+        """Built-in defaults < [defaults]: what a step gets before its code and its own section."""
+        return BUILTIN.merged(self.defaults)
+
+    def step_settings(self, name: str, code_settings: StepSettings | None = None) -> StepSettings:
         """Built-in defaults < [defaults] < settings in the step's code < [steps.<name>]."""
-        merged = dict(BUILTIN_STEP_SETTINGS)
-        merged.update(self.defaults.model_dump(exclude_none=True))
-        merged.update(code_settings)
+        settings = self.step_defaults()
+        if code_settings is not None:
+            settings = settings.merged(code_settings)
         if name in self.steps:
-            merged.update(self.steps[name].model_dump(exclude_none=True))
-        return merged
+            settings = settings.merged(self.steps[name])
+        return settings
 
 
 def config_path() -> Path:
@@ -151,10 +127,15 @@ def load_config(path: str | Path | None = None) -> Config:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     raw["root"] = str(path.resolve().parent)
     _apply_environment(raw)
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "config.toml") -> Config:
+    """Validate ``raw`` (config.toml's tables, plus ``root``); :class:`ConfigError` names ``source`` and each key."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(path, exc)) from None
+        raise ConfigError(_describe(source, exc)) from None
 
 
 def _apply_environment(raw: dict[str, Any]) -> None:
@@ -169,7 +150,7 @@ def _apply_environment(raw: dict[str, Any]) -> None:
             raw.setdefault(section, {})[key] = value
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
+def _describe(source: str, exc: ValidationError) -> str:
     expected: dict[str, list[str]] = {}
     found: dict[str, Any] = {}
     unknown: list[str] = []
@@ -182,7 +163,7 @@ def _describe(path: Path, exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
         expected.setdefault(key, []).append(message)
         found[key] = error["input"]
-    lines = [f"{path} is invalid:"]
+    lines = [f"{source} is invalid:"]
     lines += [f"  {key}: unknown key (check its spelling against docs/configuration.md)" for key in unknown]
     for key, reasons in expected.items():
         got = f", got {found[key]!r}" if key in found else ""

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
+from .declare.steps import Step
 from .errors import UndeclaredTopicError
 from .logs import StepLogger
-from .state_store import StateStore
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
-    from .steps import Step
+from .messaging.publisher import PendingPublish, Publisher
+from .store import StateStore
 
 
 class Enqueued:
@@ -25,7 +22,7 @@ class Enqueued:
     messages are already confirmed by RabbitMQ when ``enqueue`` returns.
     """
 
-    def __init__(self, future: concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]) -> None:
+    def __init__(self, future: PendingPublish) -> None:
         self._future = future
 
     @property
@@ -41,37 +38,40 @@ class Context:
     """Passed to every handler as ``ctx``.
 
     Attributes:
-      state: the :class:`~conveyor.state_store.StateStore`.
+      state: the :class:`~conveyor.store.StateStore`.
       logger: a :class:`~conveyor.logs.StepLogger` bound to this step and trace.
       trace_id: follows the work from the HTTP request through every enqueue.
       message_id, attempt, topic: for queue- and cron-triggered steps, the message being
         handled, its attempt number (1 on first delivery) and the topic it came from.
+
+    Parameters:
+      step: the step whose handler gets this context.
+      state: the state store.
+      publisher: what :meth:`enqueue` sends through.
+      json_logs: log lines as JSON objects (``[logging] format = "json"``).
     """
 
     def __init__(
         self,
-        runtime: Runtime,
         step: Step,
         *,
+        state: StateStore,
+        publisher: Publisher,
         trace_id: str,
         message_id: str | None = None,
         attempt: int | None = None,
         topic: str | None = None,
+        json_logs: bool = False,
     ) -> None:
-        self._runtime = runtime
         self.step = step
+        self.state = state
         self.trace_id = trace_id
         self.message_id = message_id
         self.attempt = attempt
         self.topic = topic
-        self.logger = StepLogger(
-            step.name, trace_id, json_lines=runtime.config.logging.format == "json", message=message_id
-        )
-        self._pending: list[concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]] = []
-
-    @property
-    def state(self) -> StateStore:
-        return self._runtime.state
+        self.logger = StepLogger(step.name, trace_id, json_lines=json_logs, message=message_id)
+        self._publisher = publisher
+        self._pending: list[PendingPublish] = []
 
     def enqueue(
         self, topic: str, data: Any, *, delay: float | None = None, priority: int | str | None = None
@@ -88,23 +88,7 @@ class Context:
         if topic not in self.step.enqueues:
             raise UndeclaredTopicError(self.step.name, topic, list(self.step.enqueues))
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-        options: dict[str, Any] = {"trace_id": self.trace_id, "delay": delay, "priority": priority}
-        runtime = self._runtime
-        future: concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]
-        if runtime.async_publisher is not None and on_event_loop():
-            future = asyncio.ensure_future(runtime.publish_async(topic, payload, **options))
-        elif runtime.async_publisher is not None and runtime.async_loop is not None:
-            # A def handler in the gateway's thread pool: hand the publish to the loop's pipelined
-            # publisher and wait here, off the loop, for the confirm.
-            future = asyncio.run_coroutine_threadsafe(
-                runtime.publish_async(topic, payload, **options), runtime.async_loop
-            )
-            future.result()
-        elif on_event_loop():
-            future = runtime.publisher_pool.submit(runtime.publish, topic, payload, **options)
-        else:
-            future = concurrent.futures.Future()
-            future.set_result(runtime.publish(topic, payload, **options))
+        future = self._publisher.enqueue(topic, payload, trace_id=self.trace_id, delay=delay, priority=priority)
         self._pending.append(future)
         return Enqueued(future)
 
@@ -114,18 +98,10 @@ class Context:
             await _awaitable(future)
 
     def settle_sync(self) -> None:
+        """:meth:`settle` for a thread without an event loop."""
         for future in self._pending:
             future.result()  # a worker's enqueues are done by now
 
 
-def on_event_loop() -> bool:
-    """Is this thread running an asyncio event loop right now?"""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _awaitable(future: concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]) -> asyncio.Future[list[str]]:
+def _awaitable(future: PendingPublish) -> asyncio.Future[list[str]]:
     return future if isinstance(future, asyncio.Future) else asyncio.wrap_future(future)

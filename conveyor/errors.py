@@ -15,6 +15,10 @@ class StepDeclarationError(ConfigError):
     """A step was declared in a way Conveyor cannot run."""
 
 
+class FlowImportError(ConfigError):
+    """A module under ``[project] flows`` failed to import; the message names the module and the line."""
+
+
 class UndeclaredTopicError(ConveyorError):
     """A step enqueued to a topic that is not in its ``enqueues`` list."""
 
@@ -35,6 +39,10 @@ class InvalidInput(ConveyorError):
         super().__init__(f"input for step {step!r} failed its schema: {reasons}")
         self.step = step
         self.errors = errors
+
+
+class StateOpError(ConveyorError):
+    """A state update operation is malformed or does not fit the stored value."""
 
 
 class PublishError(ConveyorError):

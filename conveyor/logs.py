@@ -10,6 +10,10 @@ from typing import Any
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
 
+#: Attributes of a step's log records holding its message and its fields apart from the line.
+STEP_MESSAGE = "conveyor_message"
+STEP_FIELDS = "conveyor_fields"
+
 
 def setup_logging(level: str = "INFO") -> None:
     """Send Conveyor's logs to stderr, unless the process (e.g. ``dramatiq``) already set logging up."""
@@ -70,7 +74,9 @@ class StepLogger:
             line = json.dumps({"msg": msg, **merged}, default=str)
         else:
             line = msg + "".join(f" {k}={_text(v)}" for k, v in merged.items())
-        self._logger.log(level, line, exc_info=exc_info)
+        # The parts stay on the record too, for whatever reads records rather than lines (tests, traces).
+        extra = {STEP_MESSAGE: msg, STEP_FIELDS: merged}
+        self._logger.log(level, line, exc_info=exc_info, extra=extra)
 
 
 def _text(value: Any) -> str:

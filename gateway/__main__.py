@@ -6,11 +6,12 @@ import argparse
 
 import uvicorn
 
-import actors
+from conveyor.runtime import boot_or_exit
 
 
 def main() -> None:
-    gateway = actors.runtime.config.gateway
+    runtime = boot_or_exit()
+    gateway = runtime.config.gateway
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     parser.add_argument("--host", default=gateway.host)
     parser.add_argument("--port", type=int, default=gateway.port)
@@ -22,7 +23,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=actors.runtime.config.logging.level.lower(),
+        log_level=runtime.config.logging.level.lower(),
         access_log=False,
     )
 

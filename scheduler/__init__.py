@@ -1,7 +1,8 @@
-"""Conveyor's scheduler: fires cron steps on their schedules (``python -m scheduler``)."""
+"""Conveyor's scheduler, the front door: ``python -m scheduler`` fires cron steps on their schedules
+(the jobs come from :mod:`conveyor.scheduling`)."""
 
 from __future__ import annotations
 
-from .service import schedule_cron_steps
+from conveyor.scheduling import fire_cron_step, schedule_cron_steps
 
-__all__ = ["schedule_cron_steps"]
+__all__ = ["fire_cron_step", "schedule_cron_steps"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-import actors
+from conveyor.runtime import boot_or_exit
 from scheduler import schedule_cron_steps
 
 
 def main() -> None:
-    scheduler = schedule_cron_steps(actors.runtime)
-    if not actors.runtime.cron_steps():
+    runtime = boot_or_exit()
+    scheduler = schedule_cron_steps(runtime)
+    if not runtime.cron_steps():
         logging.getLogger("conveyor.scheduler").warning("No cron steps are declared; nothing to fire.")
     try:
         scheduler.start()

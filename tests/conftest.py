@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.localnode import LocalNode, free_node_ports, rabbitmq_installed
+from devtools.localnode import LocalNode, free_node_ports, rabbitmq_installed
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 ``python -m tests.faults --orders 10000 --rate 100`` (the long form; CI runs 1,000 through
 tests/test_faults.py). It starts a RabbitMQ node of its own and the whole system through
-``conveyor.launcher`` (whose supervisor restarts what dies), posts orders at a steady rate,
+``devtools.launcher`` (whose supervisor restarts what dies), posts orders at a steady rate,
 and meanwhile SIGKILLs a worker process 5 times, restarts RabbitMQ once (stop, start) and
 kills the gateway once. Then it waits for every accepted order to complete and prints one
 JSON line: accepted, rejected (answered non-2xx or not at all: the client knows to retry),
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from conveyor.localnode import LocalNode, free_node_ports
-from conveyor.state_store import StateStore
+from conveyor import StateStore
+from devtools.localnode import LocalNode, free_node_ports
 from tests.system import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ max_retry_delay = 2000
         self.node.start()
         log = open(self.base / "system.log", "wb")  # noqa: SIM115 - owned by the child
         self.launcher = subprocess.Popen(
-            [sys.executable, "-m", "conveyor.launcher", "--processes", "2", "--threads", "4"],
+            [sys.executable, "-m", "devtools.launcher", "--processes", "2", "--threads", "4"],
             cwd=ROOT,
             env=self.env,
             stdout=log,

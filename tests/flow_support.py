@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.localnode import LocalNode
+from devtools.localnode import LocalNode
 from tests.system import System, wait_for
 
 

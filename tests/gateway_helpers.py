@@ -58,8 +58,8 @@ def serve_gateway_with_openapi() -> None:
     import uvicorn
 
     import actors
+    from conveyor.gateway.openapi import OPENAPI_PATH, openapi_route
     from gateway import build_app
-    from gateway.openapi import OPENAPI_PATH, openapi_route
 
     runtime = actors.runtime
     app = build_app(runtime)

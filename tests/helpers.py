@@ -9,9 +9,9 @@ from typing import Any
 
 import dramatiq
 
+from conveyor import Registry
 from conveyor.config import Config, load_config
 from conveyor.runtime import Runtime
-from conveyor.steps import Registry
 
 
 def memory_config(tmp_path: Path, toml: str = "") -> Config:

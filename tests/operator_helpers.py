@@ -12,9 +12,9 @@ import pika
 import pika.exceptions
 
 from conveyor.config import load_config
-from conveyor.dead_letter_records import GROUP as RECORDS
-from conveyor.runtime import Runtime, import_flows
-from conveyor.steps import default_registry
+from conveyor.declare.flows import load_flows
+from conveyor.runtime import Runtime
+from conveyor.worker.failures import GROUP as RECORDS
 from tests.system import ROOT, System
 
 
@@ -28,16 +28,14 @@ def with_management_url(system: System, management_url: str) -> None:
 def runtime_for(system: System) -> Iterator[Runtime]:
     """A runtime in the test process on the System's config, with the test flows' steps only.
 
-    Not ``actors.flows``: importing the ``actors`` package boots a runtime on ./config.toml.
+    Only the test flows' steps: the operator-tool tests need none of the shipped flows.
     """
     config = load_config(system.config_path)
-    import_flows(["tests.flows"])
-    runtime = Runtime(config, default_registry)
+    runtime = Runtime(config, load_flows(["tests.flows"]))
     try:
         yield runtime
     finally:
-        runtime.publisher_pool.shutdown(wait=False)
-        runtime.broker.close()
+        runtime.close()
 
 
 def stop(system: System) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.state_store import StateStore
+from conveyor import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ class System:
         self.config_path.write_text(
             f"""
 [project]
-flows = ["actors.flows", "tests.flows"]
+flows = ["flows", "tests.flows"]
 [broker]
 url = "{broker_url}"
 heartbeat = 10

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from conveyor import Context, queue, step
-from conveyor.steps import Registry
+from conveyor import Context, Registry, queue, step
 from tests.helpers import drain, memory_runtime, running_worker
 
 
@@ -36,7 +35,7 @@ def test_conditions_route_each_message_to_one_step_and_skip_quietly(tmp_path):
 
     runtime = memory_runtime(tmp_path, registry)
     for order_id, amount in (("a", 50), ("b", 5000), ("c", 1000)):
-        runtime.publish("order.created", {"id": order_id, "amount": amount})
+        runtime.publisher.publish("order.created", {"id": order_id, "amount": amount})
     with running_worker(runtime):
         drain(runtime, "Big", "Small")
 
@@ -56,7 +55,7 @@ def test_a_condition_that_raises_is_retried_like_a_handler_error(tmp_path):
 
     step(name="Picky", triggers=[queue("t", input=Order, condition=broken)], registry=registry)(lambda o, c: None)
     runtime = memory_runtime(tmp_path, registry, '[steps.Picky]\nmax_retries = 1\nretry_delay = 1\nbackoff = "fixed"\n')
-    runtime.publish("t", {"id": "x", "amount": 1})
+    runtime.publisher.publish("t", {"id": "x", "amount": 1})
     with running_worker(runtime):
         drain(runtime, "Picky")
     assert calls == [1, 2]

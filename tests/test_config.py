@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from conveyor import ConfigError, queue, step
+from conveyor import ConfigError, Registry, queue, step
 from conveyor.config import load_config
-from conveyor.steps import Registry
+from conveyor.settings import StepSettings
 from tests.helpers import memory_config, memory_runtime
 
 
@@ -50,12 +50,13 @@ def test_invalid_toml_is_reported_with_the_file(tmp_path):
 
 def test_precedence_builtin_defaults_code_step(tmp_path):
     config = memory_config(tmp_path, "[defaults]\nmax_retries = 7\nretry_delay = 50\n[steps.S]\nretry_delay = 9\n")
-    settings = config.step_settings("S", {"max_retries": 2, "backoff": "fixed", "retry_delay": 100})
-    assert settings["max_retries"] == 2  # code beats [defaults]
-    assert settings["retry_delay"] == 9  # [steps.S] beats code
-    assert settings["backoff"] == "fixed"
-    assert settings["max_retry_delay"] == 300_000  # built-in
-    assert config.step_settings("Other", {})["max_retries"] == 7
+    code = StepSettings(max_retries=2, backoff="fixed", retry_delay=100)
+    settings = config.step_settings("S", code)
+    assert settings.max_retries == 2  # code beats [defaults]
+    assert settings.retry_delay == 9  # [steps.S] beats code
+    assert settings.backoff == "fixed"
+    assert settings.max_retry_delay == 300_000  # built-in
+    assert config.step_settings("Other").max_retries == 7
 
 
 def test_environment_overrides_the_file(tmp_path, monkeypatch):

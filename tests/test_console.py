@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conveyor.console import dead_message_text, dead_messages_table, stats_table, table
-from conveyor.dead_letter_queue import DeadMessage
-from conveyor.queue_stats import QueueStats
+from conveyor.ops.dlq import DeadMessage
+from conveyor.ops.queue_stats import QueueStats
+from conveyor.ops.text import dead_message_text, dead_messages_table, stats_table, table
 
 
 def dead(error: str | None, **fields) -> DeadMessage:

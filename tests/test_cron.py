@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conveyor.cron import parse_cron
+from conveyor.declare.cron_expressions import parse_cron
 from conveyor.errors import ConfigError
 
 START = datetime(2026, 3, 4, 10, 0, 31, tzinfo=UTC)  # a Wednesday

@@ -10,13 +10,13 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from conveyor import StateStore, queue, step
-from conveyor.dead_letter_queue import DeadLetterQueue
-from conveyor.dead_letter_records import GROUP as RECORDS
-from conveyor.dead_letter_records import DeadLetterRecords
+from conveyor import Registry, StateStore, queue, step
 from conveyor.errors import DeadMessageNotFoundError, UnknownStepError, UnsupportedBrokerError
-from conveyor.middleware import DeadLetters, Retries
-from conveyor.steps import Registry
+from conveyor.ops.dlq import DeadLetterQueue
+from conveyor.settings import StepSettings
+from conveyor.worker.failures import GROUP as RECORDS
+from conveyor.worker.failures import FailureRecords
+from conveyor.worker.middleware import DeadLetters, Retries
 from tests.flows.replay_probes import DONE, FIXED
 from tests.helpers import memory_runtime
 from tests.operator_helpers import empty_queues, forget_records, queue_depth, run_cli, runtime_for, stop
@@ -65,7 +65,7 @@ def kill(runtime, rabbitmq, count: int, step: str = STEP, topic: str = TOPIC) ->
     probes: dict[str, str] = {}
     for _ in range(count):
         probe = uuid.uuid4().hex
-        probes[runtime.send(step, {"id": probe}, topic=topic)] = probe
+        probes[runtime.publisher.send(step, {"id": probe}, topic=topic)] = probe
     wait_for(lambda: queue_depth(rabbitmq.url, f"{step}.XQ") == count, timeout=15)
     return probes
 
@@ -112,7 +112,7 @@ def test_replay_sends_one_message_back_at_attempt_1_in_a_new_trace(runtime, dlq,
     old_trace = dlq.get(STEP, message_id).trace_id
     system.state.set(FIXED, probe, True)
 
-    with caplog.at_level(logging.INFO, logger="conveyor.dead_letter_queue"):
+    with caplog.at_level(logging.INFO, logger="conveyor.dlq"):
         replay = dlq.replay(STEP, message_id)
 
     done = wait_for(lambda: system.state.get(DONE, probe), timeout=15)
@@ -141,7 +141,7 @@ def test_replay_all_sends_every_dead_message_back(runtime, dlq, system, rabbitmq
     for probe in probes.values():
         assert wait_for(lambda probe=probe: system.state.get(DONE, probe), timeout=15)["attempt"] == 1
     assert dlq.listing(STEP).count == 0
-    assert DeadLetterRecords(system.state).for_step(STEP) == {}
+    assert FailureRecords(system.state).for_step(STEP) == {}
 
 
 def test_a_replay_that_fails_again_is_dead_again_with_a_fresh_record(runtime, dlq, rabbitmq):
@@ -157,13 +157,13 @@ def test_a_replay_that_fails_again_is_dead_again_with_a_fresh_record(runtime, dl
 
 def test_purge_empties_the_queue_and_the_records(runtime, dlq, system, rabbitmq):
     kill(runtime, rabbitmq, 2)
-    assert len(DeadLetterRecords(system.state).for_step(STEP)) == 2
+    assert len(FailureRecords(system.state).for_step(STEP)) == 2
 
     purge = dlq.purge(STEP)
 
     assert (purge.messages, purge.records) == (2, 2)
     assert queue_depth(rabbitmq.url, f"{STEP}.XQ") == 0
-    assert DeadLetterRecords(system.state).for_step(STEP) == {}
+    assert FailureRecords(system.state).for_step(STEP) == {}
     assert dlq.purge(STEP).messages == 0
 
 
@@ -222,9 +222,10 @@ def test_in_memory_broker_is_refused_clearly(tmp_path):
 
 
 def test_middleware_records_every_message_that_fails_for_good(tmp_path):
-    records = DeadLetterRecords(StateStore(tmp_path / "state.db"))
+    records = FailureRecords(StateStore(tmp_path / "state.db"))
     published = []
-    broker = StubBroker(middleware=[DeadLetters(lambda *args: published.append(args), records), Retries(max_retries=0)])
+    no_retries = Retries(defaults=StepSettings(max_retries=0))
+    broker = StubBroker(middleware=[DeadLetters(lambda *args: published.append(args), records), no_retries])
 
     @dramatiq.actor(broker=broker, actor_name="Breaks", queue_name="Breaks")
     def breaks(data: dict) -> None:

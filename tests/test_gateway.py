@@ -9,9 +9,8 @@ import pytest
 from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 
-from conveyor import Context, Request, http, queue, step
-from conveyor.steps import Registry
-from gateway import build_app
+from conveyor import Context, Registry, Request, http, queue, step
+from conveyor.gateway import build_app
 from tests.helpers import memory_runtime, payloads
 
 

@@ -8,10 +8,9 @@ import uuid
 import pytest
 from starlette.testclient import TestClient
 
-from conveyor import ConfigError, Context, Request, http, queue, step
-from conveyor.steps import Registry
-from gateway import build_app
-from gateway.admin import presented_key
+from conveyor import ConfigError, Context, Registry, Request, http, queue, step
+from conveyor.gateway import build_app
+from conveyor.gateway.admin import presented_key
 from tests.flows.replay_probes import DONE, FIXED
 from tests.helpers import memory_runtime
 from tests.operator_helpers import empty_queues, forget_records, queue_depth, runtime_for, stop, with_management_url
@@ -129,7 +128,7 @@ def runtime(system):
 def test_dead_letters_over_http(system, runtime, rabbitmq):
     empty_queues(rabbitmq.url, STEP)
     forget_records(system)
-    probes = {runtime.send(STEP, {"id": p}, topic=TOPIC): p for p in (uuid.uuid4().hex, uuid.uuid4().hex)}
+    probes = {runtime.publisher.send(STEP, {"id": p}, topic=TOPIC): p for p in (uuid.uuid4().hex, uuid.uuid4().hex)}
     wait_for(lambda: queue_depth(rabbitmq.url, f"{STEP}.XQ") == 2, timeout=15)
     first, second = probes
 
@@ -161,7 +160,7 @@ def test_dead_letters_over_http(system, runtime, rabbitmq):
     assert [r["messageId"] for r in all_replayed] == [second]
     wait_for(lambda: system.state.get(DONE, probes[second]))
 
-    runtime.send(STEP, {"id": "never-fixed"}, topic=TOPIC)
+    runtime.publisher.send(STEP, {"id": "never-fixed"}, topic=TOPIC)
     wait_for(lambda: queue_depth(rabbitmq.url, f"{STEP}.XQ") == 1, timeout=15)
     purged = system.http.delete(f"/_admin/dead-letters/{STEP}")
     assert purged.json() == {"step": STEP, "purged": 1, "records": 1}

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from conveyor.localnode import LocalNode, free_node_ports
+from devtools.localnode import LocalNode, free_node_ports
 from tests.system import System, wait_for
 
 

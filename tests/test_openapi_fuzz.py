@@ -1,6 +1,6 @@
 """The gateway's OpenAPI document, and Schemathesis fuzzing a real gateway against it.
 
-The first tests check :func:`gateway.openapi.openapi_document` on a StubBroker runtime. The
+The first tests check :func:`conveyor.gateway.openapi.openapi_document` on a StubBroker runtime. The
 fuzzing runs against a real gateway process (with ``GET /openapi.json`` mounted), workers and
 the suite's RabbitMQ node: a short, bounded run over the order-processing flow's operations and
 the gateway's own, checking that no answer is a 5xx and every answer's status code,
@@ -21,11 +21,10 @@ from hypothesis import HealthCheck, settings
 from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 
-from conveyor import Context, http, queue, step
-from conveyor.steps import Registry
-from conveyor.triggers import HttpTrigger
-from gateway import build_app
-from gateway.openapi import OPENAPI_PATH, openapi_document, openapi_route
+from conveyor import Context, Registry, http, queue, step
+from conveyor.declare.triggers import HttpTrigger
+from conveyor.gateway import build_app
+from conveyor.gateway.openapi import OPENAPI_PATH, openapi_document, openapi_route
 from tests.helpers import memory_runtime
 from tests.system import System, wait_for
 

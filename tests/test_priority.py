@@ -3,9 +3,8 @@ from __future__ import annotations
 import dramatiq
 import pytest
 
-from conveyor import ConfigError, ConveyorError, queue, step
-from conveyor.middleware.priority import resolve_priority
-from conveyor.steps import Registry
+from conveyor import ConfigError, ConveyorError, Registry, queue, step
+from conveyor.messaging.priorities import resolve_priority
 from tests.helpers import memory_runtime
 
 
@@ -30,9 +29,9 @@ def test_message_overrides_step_which_overrides_default(tmp_path):
     step(name="Plain", triggers=[queue("plain")], registry=registry)(lambda d, c: None)
     step(name="Urgent", triggers=[queue("urgent")], registry=registry, priority="high")(lambda d, c: None)
     runtime = memory_runtime(tmp_path, registry, "[steps.Plain]\npriority = 3\n")
-    runtime.publish("plain", {})
-    runtime.publish("plain", {}, priority="low")
-    runtime.publish("urgent", {})
+    runtime.publisher.publish("plain", {})
+    runtime.publisher.publish("plain", {}, priority="low")
+    runtime.publisher.publish("urgent", {})
     assert broker_priorities(runtime, "Plain") == [3, 1]
     assert broker_priorities(runtime, "Urgent") == [10]
 
@@ -42,7 +41,7 @@ def test_enqueue_with_a_bad_priority_fails_before_publishing(tmp_path):
     step(name="Plain", triggers=[queue("plain")], registry=registry)(lambda d, c: None)
     runtime = memory_runtime(tmp_path, registry)
     with pytest.raises(ConveyorError, match="from 0 to 10"):
-        runtime.publish("plain", {}, priority=99)
+        runtime.publisher.publish("plain", {}, priority=99)
     assert runtime.broker.queues["Plain"].qsize() == 0
 
 

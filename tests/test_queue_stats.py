@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from conveyor import queue, step
+from conveyor import Registry, queue, step
 from conveyor.errors import BrokerUnavailableError, UnsupportedBrokerError
-from conveyor.queue_stats import ManagementAPI, QueueStats, broker_credentials, queue_stats
-from conveyor.steps import Registry
+from conveyor.ops.management import ManagementAPI, broker_credentials
+from conveyor.ops.queue_stats import QueueStats, queue_stats
 from tests.flows.replay_probes import DONE, FIXED
 from tests.helpers import memory_runtime
 from tests.operator_helpers import empty_queues, queue_depth, run_cli, runtime_for, stop, with_management_url
@@ -57,7 +57,7 @@ def test_ready_counts_messages_no_worker_takes(runtime, system):
     probes = [uuid.uuid4().hex for _ in range(3)]
     for probe in probes:
         system.state.set(FIXED, probe, True)
-        runtime.send(STEP, {"id": probe}, topic=TOPIC)
+        runtime.publisher.send(STEP, {"id": probe}, topic=TOPIC)
 
     # RabbitMQ samples its figures every few seconds: a worker of an earlier test that just left
     # can still show as a consumer in the first sample, so wait for a sample without it too.
@@ -71,9 +71,9 @@ def test_ready_counts_messages_no_worker_takes(runtime, system):
 
 def test_workers_drain_the_queue_and_delayed_and_dead_messages_are_counted(runtime, system, rabbitmq):
     system.start_workers(processes=1, threads=2)
-    runtime.send(STEP, {"id": uuid.uuid4().hex}, topic=TOPIC)  # not fixed: waits 60 s for its retry
+    runtime.publisher.send(STEP, {"id": uuid.uuid4().hex}, topic=TOPIC)  # not fixed: waits 60 s for its retry
     for _ in range(2):
-        runtime.send("AlwaysFails", {"id": uuid.uuid4().hex}, topic="test.always-fails")
+        runtime.publisher.send("AlwaysFails", {"id": uuid.uuid4().hex}, topic="test.always-fails")
     wait_for(lambda: queue_depth(rabbitmq.url, "AlwaysFails.XQ") == 2)
 
     # One wait: RabbitMQ samples every queue at once.

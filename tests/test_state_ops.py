@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.state_ops import StateOpError, apply_ops
+from conveyor.errors import StateOpError
+from conveyor.store.ops import apply_ops
 
 
 def test_set_at_a_dotted_path_creates_parents():

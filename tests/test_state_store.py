@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from conveyor.state_store import StateStore
+from conveyor import StateStore
 
 
 def test_set_get_list_delete_clear(tmp_path):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor import Context, StateChange, state, step
-from conveyor.steps import Registry
+from conveyor import Context, Registry, StateChange, state, step
 from tests.helpers import drain, memory_runtime, payloads, running_worker
 
 
@@ -69,7 +68,7 @@ def test_triggers_a_crash_left_in_the_outbox_are_swept(watched):
     assert payloads(runtime, "OnDone") == []
     assert sorted(p.step for p in runtime.state.pending_triggers()) == ["OnBig", "OnDone"]
 
-    assert runtime.sweep_state_triggers(older_than=0) == 2  # OnDone, and OnBig (its condition runs later)
+    assert runtime.outbox.sweep(older_than=0) == 2  # OnDone, and OnBig (its condition runs later)
     assert payloads(runtime, "OnDone")[0]["key"] == "x"
     assert runtime.state.pending_triggers() == []
 

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor import http, queue, step
+from conveyor import Registry, http, queue, step
 from conveyor.errors import StepDeclarationError
-from conveyor.steps import Registry
 
 
 def test_motia_path_params_become_starlette_params():
@@ -30,7 +29,8 @@ def test_step_registers_with_its_triggers_and_settings():
     assert declared.is_async
     assert declared.runs_on_workers
     assert declared.queue_name == "Worker"
-    assert declared.settings == {"max_retries": 9}
+    assert declared.settings.max_retries == 9
+    assert declared.settings.model_fields_set == {"max_retries"}
     assert registry.subscribers() == {"t": [declared]}
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from conveyor import Context, UndeclaredTopicError, queue, step
-from conveyor.steps import Registry
+from conveyor import Context, Registry, UndeclaredTopicError, queue, step
 from tests.helpers import drain, memory_runtime, payloads, running_worker
 
 
@@ -28,7 +27,7 @@ def test_handler_gets_validated_input_and_context(tmp_path, registry):
         seen.append((item, ctx.topic, ctx.attempt, ctx.message_id, ctx.trace_id))
 
     runtime = memory_runtime(tmp_path, registry)
-    [message_id] = runtime.publish("items", {"id": "a", "n": "2"}, trace_id="trace-1")
+    [message_id] = runtime.publisher.publish("items", {"id": "a", "n": "2"}, trace_id="trace-1")
     with running_worker(runtime):
         drain(runtime, "Handle")
     assert seen == [(Item(id="a", n=2), "items", 1, message_id, "trace-1")]
@@ -38,7 +37,7 @@ def test_fan_out_gives_each_subscriber_its_own_queue_and_copy(tmp_path, registry
     for name in ("First", "Second"):
         step(name=name, triggers=[queue("shared", input=Item)], registry=registry)(lambda i, c: None)
     runtime = memory_runtime(tmp_path, registry)
-    runtime.publish("shared", {"id": "x"})
+    runtime.publisher.publish("shared", {"id": "x"})
     assert payloads(runtime, "First") == [{"id": "x"}]
     assert payloads(runtime, "Second") == [{"id": "x"}]
 
@@ -55,7 +54,7 @@ def test_enqueue_to_an_undeclared_topic_is_a_clear_error(tmp_path, registry):
 
     step(name="Out", triggers=[queue("out")], registry=registry)(lambda d, c: None)
     runtime = memory_runtime(tmp_path, registry)
-    runtime.publish("in", {})
+    runtime.publisher.publish("in", {})
     with running_worker(runtime):
         drain(runtime)
     assert errors == [
@@ -74,7 +73,7 @@ def test_async_handler_enqueues_and_chains(tmp_path, registry):
         ctx.state.set("done", item.id, item.n)
 
     runtime = memory_runtime(tmp_path, registry)
-    runtime.publish("start", {"id": "k", "n": 1})
+    runtime.publisher.publish("start", {"id": "k", "n": 1})
     with running_worker(runtime):
         drain(runtime, "Start", "Next")
     assert runtime.state.get("done", "k") == 2
@@ -97,7 +96,7 @@ def test_failures_are_retried_then_dead_lettered_with_the_error(tmp_path, regist
         registry,
         '[steps.Flaky]\nmax_retries = 2\nbackoff = "fixed"\nretry_delay = 10\ndead_letter_queue = "flaky.dead"\n',
     )
-    [message_id] = runtime.publish("flaky", {"id": "z"})
+    [message_id] = runtime.publisher.publish("flaky", {"id": "z"})
     with running_worker(runtime):
         drain(runtime, "Flaky", "Graveyard")
     assert attempts == [1, 2, 3]
@@ -124,7 +123,7 @@ def test_invalid_input_never_reaches_the_handler_and_is_not_retried(tmp_path, re
         ctx.state.set("rejected", record["deadLetter"]["messageId"], record)
 
     runtime = memory_runtime(tmp_path, registry, '[steps.Strict]\ndead_letter_queue = "strict.dead"\n')
-    [message_id] = runtime.publish("strict", {"id": 3})
+    [message_id] = runtime.publisher.publish("strict", {"id": 3})
     with running_worker(runtime):
         drain(runtime, "Strict", "Rejects")
     assert calls == []
@@ -144,7 +143,7 @@ def test_mistakes_in_step_code_are_not_retried(tmp_path, registry):
         ctx.state.update("g", "k", [{"type": "explode"}])
 
     runtime = memory_runtime(tmp_path, registry)
-    runtime.publish("buggy", {})
+    runtime.publisher.publish("buggy", {})
     with running_worker(runtime):
         drain(runtime, "Buggy")
     assert attempts == [1]

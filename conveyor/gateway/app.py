@@ -1,0 +1,60 @@
+"""Build the gateway's Starlette app from the runtime's HTTP steps (``python -m gateway`` serves it)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route
+
+from ..errors import ConfigError
+from ..runtime import Runtime
+from .admin import admin_app
+from .errors import http_exception
+from .health import health_endpoint
+from .lifespan import publisher_lifespan
+from .middleware import GatewayMiddleware
+from .openapi import openapi_route
+from .routing import Endpoint, path_route, step_endpoint
+
+logger = logging.getLogger("conveyor.gateway")
+
+#: Paths under this prefix belong to the admin endpoints, never to a step.
+ADMIN_PREFIX = "/_admin"
+
+#: The gateway's own routes.
+RESERVED_PATHS = frozenset({"/health", "/openapi.json"})
+
+
+def build_app(runtime: Runtime) -> Starlette:
+    """One route per HTTP path (dispatching on method), ``GET /health`` and ``/_admin``; JSON errors throughout."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    owners: dict[tuple[str, str], str] = {}
+    for step in runtime.registry:
+        for trigger in step.http_triggers:
+            key = (trigger.method, trigger.path)
+            if trigger.path == ADMIN_PREFIX or trigger.path.startswith(ADMIN_PREFIX + "/"):
+                raise ConfigError(f"step {step.name}: paths under {ADMIN_PREFIX} are reserved for the admin endpoints")
+            if trigger.path in RESERVED_PATHS:
+                raise ConfigError(f"step {step.name}: {trigger.path} is the gateway's own; choose another path")
+            if key in owners:
+                raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {owners[key]} and {step.name}")
+            owners[key] = step.name
+            by_path.setdefault(trigger.path, {})[trigger.method] = step_endpoint(runtime.context, step, trigger)
+    routes: list[BaseRoute] = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
+    routes.append(openapi_route(runtime))
+    if runtime.config.admin.api_key:
+        routes.append(Mount(ADMIN_PREFIX, app=admin_app(runtime, runtime.config.admin.api_key), name="admin"))
+    else:
+        logger.info(
+            "The %s endpoints are off: set [admin] api_key or CONVEYOR_ADMIN_KEY to turn them on.", ADMIN_PREFIX
+        )
+    routes += [path_route(path, endpoints) for path, endpoints in by_path.items()]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(GatewayMiddleware, max_body_size=runtime.config.gateway.max_body_size)],
+        exception_handlers={HTTPException: http_exception},
+        lifespan=publisher_lifespan(runtime),
+    )

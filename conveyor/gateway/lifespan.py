@@ -1,0 +1,35 @@
+"""What the gateway opens when it starts and closes when it stops: its RabbitMQ publisher."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from starlette.applications import Starlette
+
+from ..messaging.async_publisher import AsyncPublisher
+from ..runtime import Runtime
+
+
+def publisher_lifespan(runtime: Runtime) -> Callable[[Starlette], Any]:
+    """While the app runs, publish from its event loop with pipelined confirms (RabbitMQ only)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        broker = runtime.broker
+        if not isinstance(broker, RabbitmqBroker):
+            yield  # the in-memory broker publishes synchronously; nothing to open
+            return
+        parameters = broker.parameters[0] if isinstance(broker.parameters, list) else broker.parameters
+        runtime.publisher.attach(AsyncPublisher(parameters), asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            publisher = runtime.publisher.detach()
+            if publisher is not None:
+                await publisher.close()
+
+    return lifespan

@@ -1,0 +1,107 @@
+"""Routes for HTTP steps: parse and validate the request, run the handler, answer in JSON."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..context import Context
+from ..declare.requests import Request
+from ..declare.steps import Step
+from ..declare.triggers import HttpTrigger
+from ..errors import PublishError
+from ..tracing import current_trace_id
+from .errors import json_error
+from .parsing import BadRequest, check_path_params, read_body, read_query
+
+logger = logging.getLogger("conveyor.gateway")
+
+
+Endpoint = Callable[[HTTPRequest], Awaitable[Response]]
+
+
+class ContextFactory(Protocol):
+    """Makes the ``ctx`` of one request (the runtime's :meth:`~conveyor.runtime.Runtime.context`)."""
+
+    def __call__(self, step: Step, *, trace_id: str) -> Context: ...
+
+
+def path_route(path: str, endpoints: dict[str, Endpoint]) -> Route:
+    """One route per path, dispatching on the method, so a 405 lists every allowed method."""
+
+    async def dispatch(http_request: HTTPRequest) -> Response:
+        method = http_request.method
+        if method == "HEAD" and "HEAD" not in endpoints:
+            method = "GET"  # Starlette allows HEAD wherever GET is; answer it as GET
+        return await endpoints[method](http_request)
+
+    return Route(path, dispatch, methods=list(endpoints), name=path)
+
+
+def step_endpoint(make_context: ContextFactory, step: Step, trigger: HttpTrigger) -> Endpoint:
+    """An endpoint that runs ``step`` for requests matching ``trigger``."""
+
+    async def endpoint(http_request: HTTPRequest) -> Response:
+        try:
+            check_path_params(http_request.path_params)
+            request = Request(
+                method=http_request.method,
+                path=http_request.url.path,
+                path_params=dict(http_request.path_params),
+                body=await read_body(http_request, trigger),
+                query=read_query(http_request, trigger),
+                headers=http_request.headers,
+            )
+        except BadRequest as exc:
+            return exc.response
+        # The request id doubles as the trace id unless the client sends one to follow.
+        trace_id = http_request.headers.get("x-trace-id") or http_request.scope["state"]["request_id"]
+        ctx = make_context(step, trace_id=trace_id)
+        current_trace_id.set(ctx.trace_id)  # state triggers fired by this request's writes carry it on
+        try:
+            result = await _call(step, request, ctx)
+            await ctx.settle()
+        except PublishError as exc:
+            # Never answer 2xx for work RabbitMQ did not confirm: the client must retry.
+            logger.error("Enqueue failed in step %s: %s", step.name, exc)
+            return json_error(
+                503,
+                "The request could not be queued: the message broker did not confirm it. Try again shortly.",
+            )
+        return shape_response(result, trigger)
+
+    return endpoint
+
+
+async def _call(step: Step, request: Request, ctx: Context) -> Any:
+    handler: Callable[..., Any] = step.handler
+    if step.is_async:
+        awaitable: Awaitable[Any] = handler(request, ctx)
+        return await awaitable
+    return await run_in_threadpool(handler, request, ctx)
+
+
+def shape_response(result: Any, trigger: HttpTrigger) -> Response:
+    """The HTTP response for what a handler returned: ``{"status", "body", "headers"}``, a bare body or a Response."""
+    if isinstance(result, Response):
+        return result
+    if not isinstance(result, dict) or ("status" not in result and "body" not in result):
+        result = {"status": 200, "body": result}
+    status = int(result.get("status", 200))
+    body = result.get("body")
+    model = trigger.responses.get(status)
+    if model is not None and not isinstance(body, BaseModel) and body is not None:
+        # The declared response schema shapes the body (and catches a handler answering off-schema).
+        body = model.model_validate(body)
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json", exclude_none=True)
+    if status == 204 or body is None and status != 200:
+        return Response(status_code=status, headers=result.get("headers"))
+    return JSONResponse(body, status_code=status, headers=result.get("headers"))

@@ -1,0 +1,101 @@
+"""The operator's command line, ``python -m actors stats|dlq``: queue stats and the dead-letter queue.
+
+    python -m actors stats [--json]
+    python -m actors dlq list [STEP] [--limit N] [--json]
+    python -m actors dlq show STEP MESSAGE_ID [--json]
+    python -m actors dlq replay STEP (MESSAGE_ID | --all) [--json]
+    python -m actors dlq purge STEP --yes [--json]
+
+Works on RabbitMQ only. Reads config.toml (or CONVEYOR_CONFIG) like the workers do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import ConveyorError
+from ..runtime import Runtime, boot
+from .dlq import DeadLetterQueue
+from .queue_stats import queue_stats
+from .text import dead_message_text, dead_messages_table, purge_line, replay_line, stats_table
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (the process's by default), run the command on the booted runtime, print its answer."""
+    args = _parser().parse_args(argv)
+    try:
+        print(_run(boot(), args))
+    except ConveyorError as exc:
+        sys.exit(f"conveyor: {exc}")
+
+
+def _run(runtime: Runtime, args: argparse.Namespace) -> str:
+    if args.command == "stats":
+        stats = queue_stats(runtime)
+        return _json({"steps": [s.to_json() for s in stats]}) if args.json else stats_table(stats)
+
+    dlq = DeadLetterQueue(runtime)
+    if args.action == "list":
+        listings = [dlq.listing(args.step, limit=args.limit)] if args.step else dlq.overview(limit=args.limit)
+        if args.json:
+            return _json({"steps": [listing.to_json() for listing in listings]})
+        shown = [message for listing in listings for message in listing.messages]
+        total = sum(listing.count for listing in listings)
+        more = f"\n({total - len(shown)} more not shown; raise --limit)" if total > len(shown) else ""
+        return dead_messages_table(shown) + more
+    if args.action == "show":
+        message = dlq.get(args.step, args.message_id)
+        return _json(message.to_json()) if args.json else dead_message_text(message)
+    if args.action == "replay":
+        replays = dlq.replay_all(args.step) if args.all else [dlq.replay(args.step, args.message_id)]
+        if args.json:
+            return _json({"replayed": [r.to_json() for r in replays]})
+        return "\n".join(replay_line(r) for r in replays) or f"No dead messages to replay in {args.step}."
+    purge = dlq.purge(args.step)
+    return _json(purge.to_json()) if args.json else purge_line(purge)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m actors", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{stats,dlq}")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    commands.add_parser("stats", parents=[as_json], help="messages ready, unacked, delayed and dead, per step")
+
+    dlq = commands.add_parser("dlq", help="inspect, replay and purge dead messages").add_subparsers(
+        dest="action", required=True, metavar="{list,show,replay,purge}"
+    )
+    listing = dlq.add_parser("list", parents=[as_json], help="dead messages with their errors")
+    listing.add_argument("step", nargs="?", help="only this step's (default: every step's)")
+    listing.add_argument("--limit", type=_positive, default=100, help="messages per step (default 100)")
+
+    show = dlq.add_parser("show", parents=[as_json], help="one dead message in full")
+    show.add_argument("step")
+    show.add_argument("message_id")
+
+    replay = dlq.add_parser("replay", parents=[as_json], help="send dead messages back to their step")
+    replay.add_argument("step")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("message_id", nargs="?", help="the message to replay")
+    which.add_argument("--all", action="store_true", help="replay every dead message of the step")
+
+    purge = dlq.add_parser("purge", parents=[as_json], help="delete a step's dead messages for good")
+    purge.add_argument("step")
+    purge.add_argument("--yes", action="store_true", required=True, help="confirm: the messages cannot be recovered")
+    return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return int(text)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2)
