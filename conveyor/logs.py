@@ -26,7 +26,12 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("pika").setLevel(logging.WARNING)
     # Skip the stack walk that finds each record's file and line: no Conveyor or Dramatiq format
     # shows them, and it costs more than the rest of a log call (the logging module's own knob).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
+
+
+def class_logger(module: str, cls: type) -> logging.Logger:
+    """The logger of a class, named ``module.Class`` (as Dramatiq names its middleware's loggers)."""
+    return logging.getLogger(f"{module}.{cls.__name__}")
 
 
 class StepLogger:

@@ -7,4 +7,5 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-serve
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
 fi
 ruff check .
+mypy
 exec python -m pytest "$@"

@@ -7,14 +7,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import StepDeclarationError
 from ..settings import StepSettings, validate_settings
 from .triggers import CronTrigger, HttpTrigger, QueueTrigger, StateTrigger, Trigger
-
-if TYPE_CHECKING:
-    from .registry import Registry
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -76,6 +73,12 @@ class Step:
         return next((t for t in self.state_triggers if t.group == group), None)
 
 
+class StepCollector(Protocol):
+    """Where :func:`step` adds what it declares when given one (a :class:`~conveyor.Registry`)."""
+
+    def add(self, step: Step) -> Step: ...
+
+
 def step(
     *,
     name: str,
@@ -83,7 +86,7 @@ def step(
     description: str = "",
     flows: Sequence[str] = (),
     enqueues: Sequence[str] = (),
-    registry: Registry | None = None,
+    registry: StepCollector | None = None,
     **settings: Any,
 ) -> Callable[[Handler], Handler]:
     """Declare a step: decorate its handler ``handler(input, ctx)`` (``def`` or ``async def``).

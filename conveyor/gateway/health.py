@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -9,7 +11,7 @@ from starlette.responses import JSONResponse
 from ..runtime import Runtime
 
 
-def health_endpoint(runtime: Runtime):  # noqa: ANN201 - a Starlette endpoint
+def health_endpoint(runtime: Runtime) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def health(request: Request) -> JSONResponse:
         checks = {
             "rabbitmq": await runtime.publisher.off_loop(lambda: _broker_check(runtime)),

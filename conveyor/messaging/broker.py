@@ -39,7 +39,7 @@ class ConveyorRabbitmqBroker(RabbitmqBroker):
         self.concurrency = dict(concurrency or {})
         self.delay_queues_declared = DeclaredQueues()
 
-    def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         if not delay or delay <= 0:
             return super().enqueue(message)
         target = q_name(message.queue_name)

@@ -33,7 +33,8 @@ def own_connection(broker: RabbitmqBroker) -> Iterator[BlockingConnection]:
     its queue, in its old place: that is how the operator tools read a queue without taking
     anything out of it.
     """
-    parameters = broker.parameters
+    # Dramatiq keeps a list when the broker was given several nodes' parameters: use the first.
+    parameters = broker.parameters[0] if isinstance(broker.parameters, list) else broker.parameters
     try:
         connection = pika.BlockingConnection(parameters)
     except pika.exceptions.AMQPError as exc:
@@ -57,7 +58,7 @@ def own_connection(broker: RabbitmqBroker) -> Iterator[BlockingConnection]:
 def queue_depth(channel: BlockingChannel, queue: str) -> int | None:
     """Messages ready in ``queue``, or ``None`` if it does not exist (RabbitMQ then closes the channel)."""
     try:
-        return channel.queue_declare(queue, passive=True).method.message_count
+        return int(channel.queue_declare(queue, passive=True).method.message_count)
     except pika.exceptions.ChannelClosedByBroker as exc:
         if exc.reply_code != NOT_FOUND:
             raise

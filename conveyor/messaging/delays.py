@@ -34,7 +34,7 @@ def delay_bucket(delay_ms: int) -> int:
     if delay_ms < 1000:
         return math.ceil(delay_ms / 10) * 10
     step = 10 ** (len(str(delay_ms)) - 3)
-    return math.ceil(delay_ms / step) * step
+    return int(math.ceil(delay_ms / step) * step)
 
 
 def delay_queue(queue_name: str, delay_ms: int) -> tuple[str, dict[str, Any]]:

@@ -22,4 +22,4 @@ def resolve_priority(value: Any, max_priority: int) -> int:
         return max(0, round(PRIORITY_NAMES[value] * max_priority))
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max_priority:
         raise ConveyorError(f"priority {value!r} must be low, normal, high or an integer from 0 to {max_priority}")
-    return value
+    return int(value)

@@ -121,7 +121,7 @@ class StepDeadLetters:
 @dataclass
 class _Fetched:
     tag: int
-    message: dramatiq.Message
+    message: dramatiq.Message[Any]
     properties: BasicProperties
 
 
@@ -253,7 +253,7 @@ class DeadLetterQueue:
                 return
             assert isinstance(method, Basic.GetOk)
             try:
-                message = dramatiq.Message.decode(body)
+                message = dramatiq.Message[Any].decode(body)
             except dramatiq.errors.DecodeError:
                 logger.warning("A message in %s is not a Dramatiq message; left where it is.", queue)
                 continue

@@ -10,6 +10,7 @@ commit the outbox publishes them; a crash in between leaves them for its sweep t
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -161,12 +162,12 @@ class StateStore:
                 self._changed(db, group, key, old, None)
         return old
 
-    def list(self, group: str) -> list[Any]:
+    def list(self, group: str) -> builtins.list[Any]:
         """Every value in ``group``, oldest key first."""
         rows = self._connection().execute("SELECT value FROM state WHERE grp = ? ORDER BY rowid", (group,))
         return [json.loads(value) for (value,) in rows]
 
-    def items(self, group: str) -> list[tuple[str, Any]]:
+    def items(self, group: str) -> builtins.list[tuple[str, Any]]:
         """Every ``(key, value)`` in ``group``, oldest key first."""
         rows = self._connection().execute("SELECT key, value FROM state WHERE grp = ? ORDER BY rowid", (group,))
         return [(key, json.loads(value)) for key, value in rows]
@@ -183,7 +184,7 @@ class StateStore:
         """Raise if the store cannot be read (used by the gateway's health check)."""
         self._connection().execute("SELECT 1 FROM state LIMIT 1").fetchall()
 
-    def pending_triggers(self, older_than: float = 0.0, limit: int = 500) -> list[PendingTrigger]:
+    def pending_triggers(self, older_than: float = 0.0, limit: int = 500) -> builtins.list[PendingTrigger]:
         """Triggers recorded more than ``older_than`` seconds ago and not yet published."""
         rows = self._connection().execute(
             "SELECT id, step, payload, trace_id FROM outbox WHERE created_at <= ? ORDER BY id LIMIT ?",
@@ -191,7 +192,7 @@ class StateStore:
         )
         return [PendingTrigger(id, step, json.loads(payload), trace) for id, step, payload, trace in rows]
 
-    def triggers_published(self, ids: list[int]) -> None:
+    def triggers_published(self, ids: builtins.list[int]) -> None:
         """Forget triggers RabbitMQ has confirmed."""
         if ids:
             with self._transaction() as db:

@@ -195,26 +195,31 @@ EVENT_DATA: dict[str, type[_EventData]] = {
 }
 
 
-class Event(BaseModel):
-    """An event as published (the seed's ``Event<T>``)."""
+class _EventEnvelope(BaseModel):
+    """What every event carries besides its data (the seed's ``Event<T>``)."""
 
     id: str
     type: str
-    data: dict[str, Any]
     timestamp: int
     source: str
 
 
-class UserCreated(Event):
-    data: UserCreatedData  # type: ignore[assignment]
+class Event(_EventEnvelope):
+    """An event as published, whatever its type."""
+
+    data: dict[str, Any]
 
 
-class OrderPlaced(Event):
-    data: OrderPlacedData  # type: ignore[assignment]
+class UserCreated(_EventEnvelope):
+    data: UserCreatedData
 
 
-class InventoryLow(Event):
-    data: InventoryLowData  # type: ignore[assignment]
+class OrderPlaced(_EventEnvelope):
+    data: OrderPlacedData
+
+
+class InventoryLow(_EventEnvelope):
+    data: InventoryLowData
 
 
 class EventList(RootModel[list[Event]]):

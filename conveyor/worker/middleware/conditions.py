@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.logging import get_logger
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 
+from ...logs import class_logger
 from ...store import StateStore
 
 #: The state group holding, per step, how many messages its condition skipped.
@@ -28,9 +29,9 @@ class Conditions(Middleware):
     """
 
     def __init__(self, state: StateStore) -> None:
-        self.logger = get_logger(__name__, type(self))
+        self.logger = class_logger(__name__, type(self))
         self.state = state
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self.logger.debug("Message %s skipped: %s's condition is false.", message.message_id, message.actor_name)
         self.state.update(SKIPPED_GROUP, message.actor_name, [{"type": "increment", "path": "count"}])

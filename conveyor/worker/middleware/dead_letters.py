@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from dramatiq.logging import get_logger
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from ...clock import now_iso
+from ...logs import class_logger
 from ..failures import FailureRecords
-from .options import option
+from .options import AnyMessage, option
 
 #: ``publish(topic, record, trace_id)``: how the record reaches the topic's subscribers.
 Publish = Callable[[str, dict[str, Any], str | None], Any]
@@ -42,12 +43,17 @@ class DeadLetters(Middleware):
     actor_options = {"dead_letter_queue"}
 
     def __init__(self, publish: Publish, records: FailureRecords) -> None:
-        self.logger = get_logger(__name__, type(self))
+        self.logger = class_logger(__name__, type(self))
         self.publish = publish
         self.records = records
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception: Any = None
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         if exception is None or not message.failed:
             return
@@ -70,7 +76,7 @@ class DeadLetters(Middleware):
             self.logger.exception("Could not record why message %s failed.", failure["messageId"])
 
 
-def failure_record(message: dramatiq.Message, exception: BaseException, *, step: str) -> dict[str, Any]:
+def failure_record(message: AnyMessage, exception: BaseException, *, step: str) -> dict[str, Any]:
     """What :class:`~conveyor.worker.failures.FailureRecords` keeps about a dead message."""
     error = f"{type(exception).__name__}: {exception}"
     lines = traceback.format_exception(exception)
@@ -87,7 +93,7 @@ def failure_record(message: dramatiq.Message, exception: BaseException, *, step:
 
 
 def dead_letter_record(
-    message: dramatiq.Message, exception: BaseException, *, step: str, failure: dict[str, Any] | None = None
+    message: AnyMessage, exception: BaseException, *, step: str, failure: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The record published to a step's dead-letter topic."""
     failure = failure or failure_record(message, exception, step=step)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
 from dramatiq.middleware import Middleware
 
@@ -26,7 +28,7 @@ class Priority(Middleware):
     def __init__(self, *, max_priority: int = 10) -> None:
         self.max_priority = max_priority
 
-    def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
+    def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None) -> None:
         if "broker_priority" in message.options:
             return  # already resolved: a retry or a delayed message coming back
         value = option(broker, message, "priority", "normal")

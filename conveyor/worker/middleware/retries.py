@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
-from dramatiq.logging import get_logger
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from ...errors import InvalidInput
+from ...logs import class_logger
 from ...settings import BUILTIN, StepSettings
 from .options import option
 
@@ -35,11 +36,16 @@ class Retries(Middleware):
     actor_options = {*SETTINGS, "throws"}
 
     def __init__(self, *, defaults: StepSettings = BUILTIN) -> None:
-        self.logger = get_logger(__name__, type(self))
+        self.logger = class_logger(__name__, type(self))
         self.defaults = {name: getattr(defaults, name) for name in SETTINGS}
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception: Any = None
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         if exception is None:
             return
@@ -64,7 +70,7 @@ class Retries(Middleware):
             setting["max_retries"],
             delay,
         )
-        broker.enqueue(message, delay=delay)
+        broker.enqueue(message.copy(), delay=delay)
 
 
 def backoff_delay(retries: int, backoff: str, retry_delay: int, max_retry_delay: int) -> int:
@@ -77,4 +83,4 @@ def backoff_delay(retries: int, backoff: str, retry_delay: int, max_retry_delay:
     """
     if backoff == "fixed":
         return retry_delay
-    return min(retry_delay * 2 ** min(retries, 32), max_retry_delay)
+    return int(min(retry_delay * 2 ** min(retries, 32), max_retry_delay))
