@@ -11,6 +11,16 @@ import pytest
 
 from devtools.localnode import LocalNode, free_node_ports, rabbitmq_installed
 
+#: Fixtures that start real servers or processes: a test using one (even through another
+#: fixture) is an integration test, and `pytest -m "not integration"` leaves it out.
+INTEGRATION_FIXTURES = frozenset({"rabbitmq"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.faults import run
+
+pytestmark = pytest.mark.integration
 
 
 def test_no_accepted_order_is_lost_under_faults():

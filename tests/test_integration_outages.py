@@ -15,6 +15,8 @@ import pytest
 from devtools.localnode import LocalNode, free_node_ports
 from tests.system import System, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
