@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,18 +30,18 @@ from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 import httpx
-import pika
 
 from conveyor.messaging.broker import with_heartbeat
+from devtools import processes
 from devtools.localnode import LocalNode, free_node_ports, rabbitmq_installed
+from devtools.processes import HOST, ROOT, Processes, children, free_port, purge, queue_depth  # noqa: F401 - re-exported
 
 from .errors import BenchError
-from .procfs import children, cpu_busy, cpu_seconds, machine, pss_mb, rss_mb, tree_cpu  # noqa: F401 - re-exported
+from .procfs import cpu_busy, cpu_seconds, machine, pss_mb, rss_mb, tree_cpu  # noqa: F401 - re-exported
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 #: The heartbeat written to the config; the plain Dramatiq broker gets the same URL.
 HEARTBEAT = 60
+#: The queues' x-max-priority (Conveyor's default); the plain Dramatiq broker gets the same.
 MAX_PRIORITY = 10
 #: The flows the order benchmarks load: the order-processing flow alone, so that other flows
 #: added to the project do not change what they measure (``--flows flows`` loads all).
@@ -62,22 +61,12 @@ def emit(figures: dict[str, Any], summary: str) -> None:
     print(summary, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy; :class:`BenchError` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """:func:`devtools.processes.wait_for`, failing with :class:`BenchError`."""
+    try:
+        return processes.wait_for(predicate, timeout=timeout, what=what, interval=interval)
+    except TimeoutError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def argument_parser(module: str, doc: str | None, *, flows: bool = True) -> argparse.ArgumentParser:
@@ -104,25 +93,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def queue_depth(url: str, queue: str) -> int:
-    """Messages ready in ``queue`` (a passive declare: unacknowledged ones are not counted)."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
-
-
-def purge(url: str, queues: list[str]) -> int:
-    """Empty ``queues``; returns how many messages were dropped."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        return sum(int(channel.queue_purge(queue).method.message_count) for queue in queues)
-    finally:
-        connection.close()
-
-
 class Harness:
     """A temp dir with a RabbitMQ node, a config file, a state db and the processes of one benchmark.
 
@@ -141,8 +111,7 @@ class Harness:
         self.config_path = self.base / "config.toml"
         self.state_path = self.base / "state.db"
         self.gateway_port = free_port()
-        self.env: dict[str, str] = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes = Processes(self.base)
         self._previous_sigterm: Any = None
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -203,7 +172,7 @@ class Harness:
 
     def close(self) -> None:
         """Stop every process, then the node, then remove the temp dir (unless ``keep``)."""
-        for name in list(self.processes):
+        for name in list(self.processes.running):
             self.stop(name)
         self._stop_node()
         if self.keep:
@@ -234,45 +203,31 @@ class Harness:
 
     def write_config(self, *, flows: list[str], log_level: str = "INFO", extra: str = "") -> Path:
         """Write the benchmark's config file and point ``CONVEYOR_CONFIG`` at it (here and in children)."""
-        self.config_path.write_text(
-            f"""# Written by bench/harness.py for one benchmark run.
-[project]
-flows = {json.dumps(flows)}
-[broker]
-url = "{self.broker_url}"
-heartbeat = {HEARTBEAT}
-max_priority = {MAX_PRIORITY}
-[gateway]
-host = "{HOST}"
-port = {self.gateway_port}
-[state]
-path = "{self.state_path}"
-[logging]
-level = "{log_level}"
-{extra}
-"""
+        processes.write_config(
+            self.config_path,
+            broker_url=self.broker_url,
+            gateway_port=self.gateway_port,
+            state_path=self.state_path,
+            flows=flows,
+            heartbeat=HEARTBEAT,
+            log_level=log_level,
+            extra=extra,
         )
-        self.env["CONVEYOR_CONFIG"] = str(self.config_path)
+        self.processes.env["CONVEYOR_CONFIG"] = str(self.config_path)
         return self.config_path
 
     # -- processes -----------------------------------------------------------------------------
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment the benchmark's processes get."""
+        return self.processes.env
+
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start ``python argv...`` in the project root, in its own session, logging to ``<name>.log``."""
-        if name in self.processes:
+        if name in self.processes.running:
             raise BenchError(f"process {name!r} is already running")
-        with open(self.log_path(name), "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, *argv],
-                cwd=ROOT,
-                env={**self.env, **(env or {})},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.processes[name] = process
-        return process
+        return self.processes.start(name, *argv, env=env)
 
     def start_workers(
         self,
@@ -317,37 +272,26 @@ level = "{log_level}"
         wait_for(answers, timeout=timeout, what=f"{name} to answer {url}", interval=0.1)
 
     def check_alive(self, name: str) -> None:
-        process = self.processes[name]
-        if process.poll() is not None:
-            tail = "\n".join(self.log(name).splitlines()[-20:])
-            raise BenchError(f"{name} exited with code {process.returncode}; its log ends with:\n{tail}")
+        try:
+            self.processes.check_alive(name)
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
 
     def stop(self, name: str, timeout: float = 30) -> None:
-        """SIGTERM the process, SIGKILL its whole group if it lingers.
-
-        Only the process itself gets the SIGTERM: a ``dramatiq`` master passes it on to its
-        workers, and a worker signalled twice takes its "kill" path, which hangs on
-        Dramatiq's non-daemon event-loop thread (the AsyncIO middleware) until SIGKILL.
-        """
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        try:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            note(f"{name} did not stop within {timeout:.0f}s; killing it")
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        except ProcessLookupError:
-            pass
+        """SIGTERM the process, SIGKILL its whole group if it lingers."""
+        if name in self.processes.running and self.processes.running[name].poll() is None:
+            started = time.monotonic()
+            self.processes.stop(name, timeout=timeout)
+            if time.monotonic() - started >= timeout:
+                note(f"{name} did not stop within {timeout:.0f}s; killed it")
+        else:
+            self.processes.stop(name)
 
     def log_path(self, name: str) -> Path:
-        return self.base / f"{name}.log"
+        return self.processes.log_path(name)
 
     def log(self, name: str) -> str:
-        path = self.log_path(name)
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.processes.log(name)
 
 
 @contextmanager

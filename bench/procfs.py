@@ -8,18 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devtools.processes import children
+
 from .errors import BenchError
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of ``pid`` (e.g. the worker processes of a ``dramatiq`` master)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return sorted(set(found))
 
 
 def rss_mb(pid: int) -> float:

@@ -30,7 +30,7 @@ import httpx
 
 from conveyor import StateStore
 from devtools.localnode import LocalNode, free_node_ports
-from tests.system import free_port
+from devtools.processes import children, command_line, free_port, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 STOCK = 1_000_000
@@ -57,26 +57,6 @@ class Figures:
     faults: list[str] = field(default_factory=list)
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 class FaultRun:
     def __init__(self, base: Path, orders: int, rate: float) -> None:
         self.base = base
@@ -87,28 +67,17 @@ class FaultRun:
         self.gateway_port = free_port()
         self.state_path = base / "state.db"
         self.config = base / "config.toml"
-        self.config.write_text(
-            f"""
-[broker]
-url = "{self.node.url}"
-heartbeat = 5
-[gateway]
-port = {self.gateway_port}
-[state]
-path = "{self.state_path}"
-[steps.ProcessOrder]
-max_retries = 20
-retry_delay = 200
-max_retry_delay = 2000
-[steps.UpdateInventory]
-max_retries = 20
-retry_delay = 200
-max_retry_delay = 2000
-[steps.SendNotification]
-max_retries = 20
-retry_delay = 200
-max_retry_delay = 2000
-"""
+        retries = "max_retries = 20\nretry_delay = 200\nmax_retry_delay = 2000\n"
+        write_config(
+            self.config,
+            broker_url=self.node.url,
+            gateway_port=self.gateway_port,
+            state_path=self.state_path,
+            flows=["flows"],
+            heartbeat=5,
+            extra="".join(
+                f"[steps.{step}]\n{retries}" for step in ("ProcessOrder", "UpdateInventory", "SendNotification")
+            ),
         )
         self.env = {**os.environ, "CONVEYOR_CONFIG": str(self.config), "PYTHONUNBUFFERED": "1"}
         self.launcher: subprocess.Popen[bytes] | None = None
@@ -153,7 +122,7 @@ max_retry_delay = 2000
 
     def program_pid(self, word: str) -> int | None:
         assert self.launcher is not None
-        return next((pid for pid in children(self.launcher.pid) if word in cmdline(pid)), None)
+        return next((pid for pid in children(self.launcher.pid) if word in command_line(pid)), None)
 
     def worker_pids(self) -> list[int]:
         master = self.program_pid("dramatiq")
