@@ -36,12 +36,10 @@ class WebhookDeliveryError(Exception):
 )
 def handler(job: WebhookJob, ctx: Context) -> None:
     ctx.logger.info("Delivering webhook", deliveryId=job.deliveryId, url=job.url, attempt=ctx.attempt)
-    headers = {
-        **job.headers,
-        "user-agent": USER_AGENT,
-        "x-webhook-id": job.deliveryId,
-        "x-webhook-attempt": str(ctx.attempt),
-    }
+    # The caller's headers, minus any that would stand in for ours: header names ignore case,
+    # and a caller's "X-Webhook-Id" must not be sent beside (and before) the real one.
+    own = {"user-agent": USER_AGENT, "x-webhook-id": job.deliveryId, "x-webhook-attempt": str(ctx.attempt)}
+    headers = {**{name: value for name, value in job.headers.items() if name.lower() not in own}, **own}
     timeout = httpx.Timeout(job.timeoutSeconds, connect=min(job.timeoutSeconds, CONNECT_TIMEOUT))
     try:
         response = httpx.post(job.url, json=job.payload, headers=headers, timeout=timeout, follow_redirects=False)

@@ -14,15 +14,9 @@ from .types import WEBHOOK_DELIVERIES, FailedWebhook
     triggers=[queue("webhook.failed", input=FailedWebhook)],
 )
 def handler(failed: FailedWebhook, ctx: Context) -> None:
-    attempts = failed.deadLetter.attempts if failed.deadLetter else None
-    ctx.logger.error("Webhook delivery failed for good", deliveryId=failed.deliveryId, attempts=attempts)
-    ctx.state.update(
-        WEBHOOK_DELIVERIES,
-        failed.deliveryId,
-        [
-            {"type": "set", "path": "status", "value": "failed"},
-            {"type": "set", "path": "error", "value": failed.error},
-            {"type": "set", "path": "failedAt", "value": failed.failedAt},
-            {"type": "set", "path": "attempts", "value": attempts},
-        ],
-    )
+    ctx.logger.error("Webhook delivery failed for good", deliveryId=failed.deliveryId, error=failed.error)
+    update: dict[str, object] = {"status": "failed", "error": failed.error, "failedAt": failed.failedAt}
+    if failed.deadLetter is not None:
+        # A record published by hand may lack it: keep the attempts DeliverWebhook counted then.
+        update["attempts"] = failed.deadLetter.attempts
+    ctx.state.update(WEBHOOK_DELIVERIES, failed.deliveryId, update)
