@@ -199,12 +199,15 @@ def test_cron_fires_and_state_triggers_run_in_process():
 
 def test_a_high_priority_message_overtakes_a_backlog():
     with FlowEnvironment(FLOW, worker_threads=1, settings="[steps.RankToy]\nconcurrency = 1") as flow:
-        for n in range(20):
-            flow.publish("toy.rank", {"id": f"low-{n}"}, priority="low")
-        flow.publish("toy.rank", {"id": "urgent"}, priority="high")
+        with flow.paused():
+            for n in range(20):
+                flow.publish("toy.rank", {"id": f"low-{n}"}, priority="low")
+            flow.publish("toy.rank", {"id": "urgent"}, priority="high")
+            flow.publish("toy.rank", {"id": "normal"})
         flow.join()
         order = flow.state.get("toy-rank", "order")["ids"]
-        assert order.index("urgent") <= 2  # at most the messages already taken (concurrency 1) run first
+        assert order[:2] == ["urgent", "normal"]
+        assert order[2:] == [f"low-{n}" for n in range(20)]  # the same priority keeps its order
 
 
 def test_undeclared_topics_and_invalid_messages_are_refused_as_in_production():

@@ -6,7 +6,8 @@ import shutil
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -125,6 +126,29 @@ class FlowEnvironment:
     def sweep(self) -> int:
         """Publish the state triggers left in the outbox, as the scheduler's sweep does; returns how many."""
         return self.runtime.outbox.sweep(older_than=0)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the worker while inside: what is published or posted waits in its queue, a backlog.
+
+        On the way out the worker takes the waiting messages as RabbitMQ would hand them out,
+        highest priority first, at most ``concurrency`` (else 2 per worker thread) of a step at
+        a time::
+
+            with flow.paused():
+                for n in range(20):
+                    flow.publish("email", {"n": n}, priority="low")
+                flow.publish("email", {"n": "urgent"}, priority="high")
+            flow.join()  # "urgent" ran first
+        """
+        worker = self._worker
+        if worker is None:
+            raise RuntimeError("the environment is not started: use it as `with FlowEnvironment(...) as flow:`")
+        worker.pause()
+        try:
+            yield
+        finally:
+            worker.resume()
 
     # -- waiting for it --------------------------------------------------------------------
 
