@@ -12,6 +12,7 @@ from conveyor import (
     Context,
     ConveyorError,
     InvalidInput,
+    PublishError,
     Registry,
     Request,
     StateChange,
@@ -235,3 +236,24 @@ def test_logs_are_kept_with_their_step_and_fields():
         flow.join()
         shipped = [line for line in flow.logs if line.message == "Shipped"]
         assert [(line.step, line.fields["toyId"]) for line in shipped] == [("ShipToy", "t4")]
+
+
+def test_join_waits_for_state_triggers_an_async_handler_left_to_publish():
+    with FlowEnvironment(FLOW) as flow:
+        for n in range(20):
+            flow.publish("toy.mark", {"id": f"m{n}"})
+            flow.join()
+            assert flow.state.get("toy-audit", f"m{n}") == "created"
+
+
+def test_a_refused_publish_is_a_503_for_the_client_and_a_publish_error_for_a_step():
+    with FlowEnvironment(FLOW) as flow:
+        with flow.refusing("PackToy"):
+            assert flow.http.post("/toys", json={"id": "r1"}).status_code == 503
+        assert [m.step for m in flow.refused] == ["PackToy"]
+        assert flow.http.post("/toys", json={"id": "r2"}).status_code == 202
+    with StepEnvironment() as env:
+        with env.refusing("item.done", times=1):
+            with pytest.raises(PublishError, match="item.done"):
+                env.run(handle, {"id": "a"})
+            assert env.run(handle, {"id": "b"}).enqueued_to("item.done") == [{"id": "b", "attempt": 1}]

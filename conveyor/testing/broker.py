@@ -22,7 +22,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, q_name
-from dramatiq.errors import QueueNotFound
+from dramatiq.errors import ConnectionClosed, QueueNotFound
 from dramatiq.middleware import Middleware
 
 
@@ -83,6 +83,10 @@ class InProcessBroker(StubBroker):
         self._order = itertools.count()
         self._skipped = 0.0
         self._taken = 0
+        #: queue name -> how many more publishes to it to refuse (``None``: every one).
+        self.refusing: dict[str, int | None] = {}
+        #: Every message refused so far, in order.
+        self.refused: list[SentMessage] = []
 
     def declare_queue(self, queue_name: str) -> None:
         if queue_name in self.queues:
@@ -99,6 +103,7 @@ class InProcessBroker(StubBroker):
         queue_name = q_name(message.queue_name)
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)
+        self._refuse(queue_name, message, delay)
         self.emit_before("enqueue", message, delay)
         data = message.encode()
         with self._lock:
@@ -111,6 +116,20 @@ class InProcessBroker(StubBroker):
                 self.queues[queue_name].put((message.options.get("broker_priority") or 0, data))
         self.emit_after("enqueue", message, delay)
         return message
+
+    def _refuse(self, queue_name: str, message: dramatiq.Message[Any], delay: int | None) -> None:
+        with self._lock:
+            if queue_name not in self.refusing:
+                return
+            left = self.refusing[queue_name]
+            if left is not None:
+                if left <= 1:
+                    del self.refusing[queue_name]
+                else:
+                    self.refusing[queue_name] = left - 1
+            self.refused.append(_sent(message, delay))
+        # What the RabbitMQ broker raises when a publish is not confirmed; the publisher makes it a PublishError.
+        raise ConnectionClosed(f"basic.nack: the test refuses messages to queue {queue_name!r}")
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> dramatiq.Consumer:
         if queue_name in self.concurrency:

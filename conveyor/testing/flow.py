@@ -128,6 +128,23 @@ class FlowEnvironment:
         return self.runtime.outbox.sweep(older_than=0)
 
     @contextmanager
+    def refusing(self, step_name: str, *, times: int | None = None) -> Iterator[None]:
+        """While inside, the broker refuses messages to ``step_name``'s queue, as RabbitMQ does when
+        it does not confirm a publish (a full queue, a lost connection): the sender gets a
+        :class:`~conveyor.errors.PublishError`, an HTTP step answers 503. ``times`` refuses only
+        that many."""
+        if step_name not in self.runtime.actors:
+            raise StepDeclarationError(
+                f"step {step_name!r} has no queue; steps with queues: {sorted(self.runtime.actors)}"
+            )
+        queue = self.runtime.actors[step_name].queue_name
+        self.broker.refusing[queue] = times
+        try:
+            yield
+        finally:
+            self.broker.refusing.pop(queue, None)
+
+    @contextmanager
     def paused(self) -> Iterator[None]:
         """Hold the worker while inside: what is published or posted waits in its queue, a backlog.
 
@@ -169,6 +186,13 @@ class FlowEnvironment:
                 _wait_done(queue, deadline, self._busy)
             if broker.taken != taken or any(q.unfinished_tasks for q in broker.queues.values()):
                 continue  # a handler enqueued more while we waited on other queues: go round again
+            if self.state.pending_triggers(limit=1):
+                # A write committed state triggers that are still being published (from an async
+                # handler, off its loop): they are messages to wait for too.
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the flow did not settle in time: state triggers stay unpublished")
+                time.sleep(0.001)
+                continue
             due = broker.next_due()
             if due is None:
                 break
@@ -233,6 +257,11 @@ class FlowEnvironment:
     def sent_to(self, step_name: str) -> list[SentMessage]:
         """:attr:`sent` to one step."""
         return [message for message in self.broker.sent if message.step == step_name]
+
+    @property
+    def refused(self) -> list[SentMessage]:
+        """Every message :meth:`refusing` made the broker refuse, in order."""
+        return list(self.broker.refused)
 
     @property
     def logs(self) -> list[LogLine]:

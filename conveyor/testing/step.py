@@ -8,7 +8,8 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +26,7 @@ from ..declare.state_changes import StateChange
 from ..declare.steps import Step, declared_step
 from ..declare.triggers import Condition
 from ..declare.validation import parse_input
-from ..errors import StepDeclarationError
+from ..errors import PublishError, StepDeclarationError
 from ..gateway.errors import http_exception
 from ..gateway.middleware import GatewayMiddleware
 from ..gateway.routing import path_route, step_endpoint
@@ -75,6 +76,8 @@ class RecordingPublisher:
     def __init__(self, max_priority: int = 10) -> None:
         self.max_priority = max_priority
         self.enqueued: list[Enqueue] = []
+        #: topic -> how many more enqueues to it to refuse (``None``: every one).
+        self.refused: dict[str, int | None] = {}
 
     def enqueue(
         self,
@@ -87,6 +90,13 @@ class RecordingPublisher:
     ) -> concurrent.futures.Future[list[str]]:
         if priority is not None:
             resolve_priority(priority, self.max_priority)
+        if topic in self.refused:
+            left = self.refused[topic]
+            if left is not None and left <= 1:
+                del self.refused[topic]
+            elif left is not None:
+                self.refused[topic] = left - 1
+            raise PublishError(f"RabbitMQ did not take the message (topic {topic!r}): the test refuses it")
         message_id = uuid.uuid4().hex
         self.enqueued.append(Enqueue(topic, _as_json(data), delay, priority, trace_id, message_id))
         done: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
@@ -128,6 +138,16 @@ class StepEnvironment:
         self.publisher = RecordingPublisher(max_priority)
         self.log_level = log_level
         self._logs = LogCapture()
+
+    @contextmanager
+    def refusing(self, topic: str, *, times: int | None = None) -> Iterator[None]:
+        """While inside, an enqueue to ``topic`` raises :class:`~conveyor.errors.PublishError`, as
+        one RabbitMQ does not confirm does (an HTTP step then answers 503). ``times`` refuses only that many."""
+        self.publisher.refused[topic] = times
+        try:
+            yield
+        finally:
+            self.publisher.refused.pop(topic, None)
 
     @property
     def enqueued(self) -> list[Enqueue]:

@@ -72,3 +72,9 @@ def rank(toy: ToyId, ctx: Context) -> None:
 @step(name="EchoToy", triggers=[queue("toy.echo", input=ToyId)])
 def echo(toy: ToyId, ctx: Context) -> None:
     ctx.state.set("toy-echo", toy.id, True)
+
+
+@step(name="MarkToy", triggers=[queue("toy.mark", input=ToyId)])
+async def mark(toy: ToyId, ctx: Context) -> None:
+    # A write on an event loop: its state trigger is published off the loop, after the handler returns.
+    ctx.state.set("toys", toy.id, {"stage": "shipped", "attempts": 1})
