@@ -34,6 +34,7 @@ from .store.outbox import Outbox
 from .worker.actors import declare_actor
 from .worker.failures import FailureRecords
 from .worker.middleware import Conditions, DeadLetters, Priority, Retries
+from .worker.shutdown import StopOnSignals
 
 logger = logging.getLogger("conveyor.runtime")
 
@@ -71,6 +72,7 @@ class Runtime:
             # Dramatiq runs after_* hooks in reverse order: Retries decides a message failed, then DeadLetters sees it.
             DeadLetters(self._publish_dead_letter, records=self.failures),
             Retries(defaults=config.step_defaults()),
+            StopOnSignals(),  # acts only in `dramatiq actors` worker processes
         ]
         concurrency = {
             step.queue_name: limit

@@ -20,7 +20,7 @@ from conveyor.config import load_config
 from conveyor.logs import setup_logging
 
 from .localnode import LocalNode, port_open, rabbitmq_installed
-from .supervisor import Program, Supervisor
+from .supervisor import STOP_GRACE, Program, Supervisor
 
 logger = logging.getLogger("conveyor.launcher")
 
@@ -54,9 +54,13 @@ def main() -> None:
 
 def run_supervised(processes: int, threads: int) -> None:
     python = sys.executable
+    # Workers give back what they have not finished before the supervisor's grace runs out, and
+    # stop in bounded time when no supervisor is left to kill them.
+    shutdown_ms = str(int((STOP_GRACE - 5) * 1000))
+    workers = ["-m", "dramatiq", "actors", "-p", str(processes), "-t", str(threads)]
     Supervisor(
         [
-            Program("workers", [python, "-m", "dramatiq", "actors", "-p", str(processes), "-t", str(threads)]),
+            Program("workers", [python, *workers, "--worker-shutdown-timeout", shutdown_ms]),
             Program("gateway", [python, "-m", "gateway"]),
             Program("scheduler", [python, "-m", "scheduler"]),
         ]

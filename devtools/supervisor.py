@@ -3,6 +3,9 @@
 ``dramatiq``'s master stops every worker process when one of them dies, so a crashed worker
 takes the whole ``dramatiq actors`` command down; the supervisor starts it again (with a
 short backoff), as a systemd unit with ``Restart=always`` would.
+
+The programs go when the supervisor goes: each gets ``SIGTERM`` from the kernel when the
+supervisor dies, even by ``SIGKILL`` (Linux; see :mod:`conveyor.lifecycle`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,15 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from conveyor.lifecycle import exit_with_parent, parent_death_signal_available
+
 logger = logging.getLogger("conveyor.supervisor")
+
+#: Seconds the programs get to stop on SIGTERM before the supervisor kills what is left of them.
+STOP_GRACE = 15.0
 
 
 @dataclass
@@ -29,9 +38,9 @@ class Program:
 
     def start(self) -> None:
         logger.info("Starting %s: %s", self.name, " ".join(self.argv))
-        # Its own process group, so a Ctrl-C at the terminal reaches it once, through us (dramatiq
-        # hard-kills its workers on a second signal), and a group kill cleans up what it leaves.
-        self.process = subprocess.Popen(self.argv, start_new_session=True)
+        # Its own process group, so a Ctrl-C at the terminal reaches it once, through us (a second
+        # signal stops dramatiq's workers at once), and a group kill cleans up what it leaves.
+        self.process = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_follow(os.getpid()))
         self.started_at = time.monotonic()
 
 
@@ -71,18 +80,32 @@ class Supervisor:
 
     def _terminate_all(self) -> None:
         for program in self.programs:
-            # The program alone: dramatiq's master passes the signal on, and a second one hard-kills.
+            # The program alone: dramatiq's master passes the signal on; a second one would mean "now".
             if program.process and program.process.poll() is None:
                 program.process.terminate()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + STOP_GRACE
         for program in self.programs:
             if program.process is None:
                 continue
             try:
                 program.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop within 15s; killing it", program.name)
+                logger.warning("%s did not stop within %.0fs; killing it", program.name, STOP_GRACE)
             _signal_group(program, signal.SIGKILL)  # whatever of the group is left
+
+
+def _follow(supervisor: int) -> Callable[[], None] | None:
+    """The ``preexec_fn`` that has a program get SIGTERM when the supervisor dies, where Linux can."""
+    if not parent_death_signal_available():
+        logger.debug("Programs will outlive a killed supervisor on this platform")
+        return None
+
+    def follow() -> None:
+        # Runs in the child between fork and exec: the death signal survives the exec.
+        if not exit_with_parent(supervisor):
+            raise ChildProcessError("the supervisor died before its program started")
+
+    return follow
 
 
 def _signal_group(program: Program, sig: int) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from starlette.applications import Starlette
 
+from ..lifecycle import exit_with_multiprocessing_parent
 from ..messaging.async_publisher import AsyncPublisher
 from ..runtime import Runtime
 
@@ -19,6 +20,8 @@ def publisher_lifespan(runtime: Runtime) -> Callable[[Starlette], Any]:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # A uvicorn worker process (`[gateway] workers` > 1) stops when the gateway's master dies.
+        exit_with_multiprocessing_parent()
         broker = runtime.broker
         if not isinstance(broker, RabbitmqBroker):
             yield  # the in-memory broker publishes synchronously; nothing to open
