@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ class Program:
 
     name: str
     argv: list[str]
+    #: On a restart, start the new process at once and let the old one finish its work beside it
+    #: (workers: their in-flight messages), instead of waiting for it to exit (a port, a schedule).
+    overlap: bool = False
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
@@ -51,6 +55,17 @@ class Supervisor:
         self.programs = programs
         self.max_backoff = max_backoff
         self.stopping = False
+        self._restart = threading.Event()
+        #: Processes a restart replaced, finishing their work: (process, when they must be gone).
+        self._draining: list[tuple[subprocess.Popen[bytes], float]] = []
+
+    def request_restart(self) -> None:
+        """Restart every program soon (the development loop calls this from its own thread).
+
+        The restart itself runs in the supervisor's thread: the programs' death signal is tied
+        to the thread that started them.
+        """
+        self._restart.set()
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
@@ -58,6 +73,10 @@ class Supervisor:
         for program in self.programs:
             program.start()
         while not self.stopping:
+            if self._restart.is_set():
+                self._restart.clear()
+                self._restart_all()
+            self._reap_draining()
             for program in self.programs:
                 assert program.process is not None
                 code = program.process.poll()
@@ -78,20 +97,57 @@ class Supervisor:
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
 
-    def _terminate_all(self) -> None:
+    def _restart_all(self) -> None:
+        started = time.monotonic()
+        waiting = []
         for program in self.programs:
-            # The program alone: dramatiq's master passes the signal on; a second one would mean "now".
-            if program.process and program.process.poll() is None:
-                program.process.terminate()
-        deadline = time.monotonic() + STOP_GRACE
-        for program in self.programs:
-            if program.process is None:
-                continue
+            old = program.process
+            if old is not None and old.poll() is None:
+                old.terminate()
+                if program.overlap:
+                    self._draining.append((old, started + STOP_GRACE))
+                else:
+                    waiting.append((program, old))
+            if program.overlap:
+                program.start()
+        for program, old in waiting:
             try:
-                program.process.wait(max(0.1, deadline - time.monotonic()))
+                old.wait(STOP_GRACE)
             except subprocess.TimeoutExpired:
                 logger.warning("%s did not stop within %.0fs; killing it", program.name, STOP_GRACE)
-            _signal_group(program, signal.SIGKILL)  # whatever of the group is left
+            _kill_group(old.pid)
+        for program in self.programs:
+            if not program.overlap:
+                program.start()
+            program.restarts = 0
+        logger.info("Restarted %s in %.1fs", ", ".join(p.name for p in self.programs), time.monotonic() - started)
+
+    def _reap_draining(self) -> None:
+        still = []
+        for process, deadline in self._draining:
+            if process.poll() is not None:
+                _kill_group(process.pid)  # whatever of its group is left
+            elif time.monotonic() > deadline:
+                logger.warning("A replaced process (%d) did not stop within %.0fs; killing it", process.pid, STOP_GRACE)
+                _kill_group(process.pid)
+            else:
+                still.append((process, deadline))
+        self._draining = still
+
+    def _terminate_all(self) -> None:
+        running = [program.process for program in self.programs if program.process is not None]
+        for process in running:
+            # The program alone: dramatiq's master passes the signal on; a second one would mean "now".
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for process in running + [old for old, _ in self._draining]:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("Process %d did not stop within %.0fs; killing it", process.pid, STOP_GRACE)
+            _kill_group(process.pid)  # whatever of its group is left
+        self._draining = []
 
 
 def _follow(supervisor: int) -> Callable[[], None] | None:
@@ -108,10 +164,8 @@ def _follow(supervisor: int) -> Callable[[], None] | None:
     return follow
 
 
-def _signal_group(program: Program, sig: int) -> None:
-    if program.process is None:
-        return
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(program.process.pid, sig)
-    except ProcessLookupError:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
