@@ -34,9 +34,14 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 def free_node_ports() -> tuple[int, int]:
     """Ports for a :class:`LocalNode`: AMQP and management (AMQP + 1), with its Erlang
-    distribution port (AMQP + 20000) free too."""
+    distribution port (AMQP + 20000) free too.
+
+    All three stay below Linux's ephemeral range (32768 and up) and apart from the ports
+    :func:`devtools.processes.free_port` hands out, so neither a client connection nor another
+    test's gateway can take them meanwhile.
+    """
     for _ in range(100):
-        port = random.randint(30000, 44000)
+        port = random.randrange(10000, 12700, 2)
         if not any(port_open(p) for p in (port, port + 1, port + 20000)):
             return port, port + 1
     raise RuntimeError("no free ports for a local RabbitMQ node")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,22 +35,36 @@ HOST = "127.0.0.1"
 T = TypeVar("T")
 
 
+#: Ports :func:`free_port` picks from: below Linux's ephemeral range (32768 and up), so that no
+#: client connection the kernel numbers on its own can take a port between its pick and its use.
+PORTS = range(20000, 30000)
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now, on loopback."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on right now, on loopback, from :data:`PORTS`."""
+    for _ in range(200):
+        port = random.choice(PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} on {HOST}")
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy; ``TimeoutError`` naming ``what`` after ``timeout`` s."""
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 20.0, *, what: str | None = None, interval: float = 0.05
+) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that; after ``timeout``
+    seconds, ``TimeoutError`` naming ``what`` (the predicate by default)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
         time.sleep(interval)
 
 
@@ -61,6 +76,7 @@ def write_config(
     state_path: Path,
     flows: list[str],
     heartbeat: int = 60,
+    gateway_workers: int = 1,
     log_level: str = "INFO",
     extra: str = "",
 ) -> Path:
@@ -75,6 +91,7 @@ heartbeat = {heartbeat}
 [gateway]
 host = "{HOST}"
 port = {gateway_port}
+workers = {gateway_workers}
 [state]
 path = "{state_path}"
 [logging]
@@ -167,21 +184,64 @@ def children(pid: int) -> list[int]:
     return sorted(set(found))
 
 
+def _stats() -> dict[int, tuple[int, int]]:
+    """``pid -> (parent pid, process group)`` of every living (not zombie) process."""
+    found: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            found[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid``: its children, theirs, and so on."""
+    stats = _stats()
+    found: set[int] = set()
+    parents = {pid}
+    while parents:
+        parents = {child for child, (parent, _) in stats.items() if parent in parents} - found
+        found |= parents
+    return found
+
+
+def process_group(pgid: int) -> set[int]:
+    """Every living process of process group ``pgid``."""
+    return {pid for pid, (_, group) in _stats().items() if group == pgid}
+
+
+def living(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still alive (zombies count as gone)."""
+    alive = _stats()
+    return {pid for pid in pids if pid in alive}
+
+
 def command_line(pid: int) -> str:
     """The command line of ``pid``, or ``""`` if it is gone."""
     try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
 
 
-def queue_depth(url: str, queue: str) -> int:
-    """Messages ready in ``queue`` (a passive declare: unacknowledged ones are not counted)."""
+def queue_counts(url: str, queue: str) -> tuple[int, int]:
+    """``(messages ready, consumers)`` of ``queue`` (a passive declare: unacknowledged messages are not counted)."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+        method = connection.channel().queue_declare(queue, passive=True).method
+        return int(method.message_count), int(method.consumer_count)
     finally:
         connection.close()
+
+
+def queue_depth(url: str, queue: str) -> int:
+    """Messages ready in ``queue`` (a passive declare: unacknowledged ones are not counted)."""
+    return queue_counts(url, queue)[0]
 
 
 def purge(url: str, queues: list[str]) -> int:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pika
-import pika.exceptions
-
 from conveyor.config import load_config
 from conveyor.declare.flows import load_flows
 from conveyor.runtime import Runtime
 from conveyor.worker.failures import GROUP as RECORDS
-from tests.system import ROOT, System
+from devtools.processes import ROOT, purge, queue_depth
+from tests.system import System
+
+__all__ = ["empty_queues", "forget_records", "queue_depth", "run_cli", "runtime_for", "stop", "with_management_url"]
 
 
 def with_management_url(system: System, management_url: str) -> None:
@@ -30,8 +29,7 @@ def runtime_for(system: System) -> Iterator[Runtime]:
 
     Only the test flows' steps: the operator-tool tests need none of the shipped flows.
     """
-    config = load_config(system.config_path)
-    runtime = Runtime(config, load_flows(["tests.flows"]))
+    runtime = Runtime(load_config(system.config_path), load_flows(["tests.flows"]))
     try:
         yield runtime
     finally:
@@ -39,44 +37,21 @@ def runtime_for(system: System) -> Iterator[Runtime]:
 
 
 def stop(system: System) -> None:
-    """Stop the System, the workers gracefully and quickly.
-
-    SIGTERM goes to dramatiq's main process alone, which stops its workers once; signalling
-    the whole process group (as System.stop does) signals each worker twice, and a worker
-    signalled twice exits its main thread only, waiting out System.stop's 20 s timeout.
-    """
-    workers = system.processes.get("workers")
-    if workers is not None and workers.poll() is None:
-        workers.send_signal(signal.SIGTERM)
-        try:
-            workers.wait(15)
-        except subprocess.TimeoutExpired:
-            pass
+    """Stop the System's processes."""
     system.stop_all()
 
 
 def empty_queues(broker_url: str, *steps: str, delays_ms: tuple[int, ...] = ()) -> None:
     """Purge each step's queue, delay queues (``.DQ`` and ``.delay.<N>ms`` for each of ``delays_ms``)
     and dead-letter queue, those that exist."""
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        channel = connection.channel()
-        for step in steps:
-            for queue in (step, f"{step}.DQ", f"{step}.XQ", *(f"{step}.delay.{ms}ms" for ms in delays_ms)):
-                try:
-                    channel.queue_purge(queue)
-                except pika.exceptions.ChannelClosedByBroker:
-                    channel = connection.channel()  # no such queue yet
-    finally:
-        connection.close()
-
-
-def queue_depth(broker_url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        connection.close()
+    purge(
+        broker_url,
+        [
+            q
+            for step in steps
+            for q in (step, f"{step}.DQ", f"{step}.XQ", *(f"{step}.delay.{ms}ms" for ms in delays_ms))
+        ],
+    )
 
 
 def forget_records(system: System) -> None:

@@ -1,93 +1,79 @@
-"""Start Conveyor's real processes (gateway, dramatiq workers, scheduler) for integration tests."""
+"""Conveyor's real processes (gateway, dramatiq workers, scheduler) for integration tests, on devtools' harness."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from conveyor import StateStore
+from devtools.processes import ROOT, Processes, free_port, wait_for, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(interval)
+__all__ = ["ROOT", "System", "free_port", "wait_for"]
 
 
 class System:
-    """A config file, a state store, and the processes that run against them."""
+    """A config file, a state store, and the processes that run against them.
 
-    def __init__(self, base: Path, broker_url: str, extra_config: str = "") -> None:
+    The config loads the shipped flows and the test probes (``tests/flows``) unless ``flows`` says
+    otherwise, with a 10 s heartbeat.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        broker_url: str,
+        extra_config: str = "",
+        *,
+        flows: list[str] | None = None,
+        gateway_workers: int = 1,
+    ) -> None:
         self.base = base
+        self.broker_url = broker_url
         self.port = free_port()
-        self.config_path = base / "config.toml"
-        self.config_path.write_text(
-            f"""
-[project]
-flows = ["flows", "tests.flows"]
-[broker]
-url = "{broker_url}"
-heartbeat = 10
-[gateway]
-port = {self.port}
-[state]
-path = "{base / "state.db"}"
-[logging]
-level = "INFO"
-{extra_config}
-"""
+        self.config_path = write_config(
+            base / "config.toml",
+            broker_url=broker_url,
+            gateway_port=self.port,
+            state_path=base / "state.db",
+            flows=["flows", "tests.flows"] if flows is None else flows,
+            heartbeat=10,
+            gateway_workers=gateway_workers,
+            extra=extra_config,
         )
-        self.env = {**os.environ, "CONVEYOR_CONFIG": str(self.config_path), "PYTHONUNBUFFERED": "1"}
+        self.processes = Processes(base, env={"CONVEYOR_CONFIG": str(self.config_path)})
         self.state = StateStore(base / "state.db")
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.processes.env
 
     def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        process = subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes[name] = process
+        return self.processes.start(name, *argv)
+
+    def start_workers(
+        self, processes: int = 1, threads: int = 4, *, name: str = "workers", args: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """``dramatiq actors -p N -t T ARGS``, returned once every worker process is ready."""
+        argv = ("-m", "dramatiq", "actors", "-p", str(processes), "-t", str(threads), *args)
+        process = self.start(name, *argv)
+        self.wait_workers(name=name, processes=processes)
         return process
 
-    def start_workers(self, processes: int = 1, threads: int = 4) -> subprocess.Popen[bytes]:
-        process = self.start("workers", "-m", "dramatiq", "actors", "-p", str(processes), "-t", str(threads))
-        wait_for(lambda: b"ready for action" in self.log("workers").encode(), timeout=30)
-        return process
+    def wait_workers(self, timeout: float = 60, *, name: str = "workers", processes: int = 1) -> None:
+        wait_for(lambda: self.log(name).count("ready for action") >= processes, timeout, what=f"the {name}")
 
     def start_gateway(self) -> subprocess.Popen[bytes]:
         process = self.start("gateway", "-m", "gateway")
-        wait_for(self._gateway_up, timeout=30)
+        self.wait_gateway()
         return process
+
+    def wait_gateway(self, timeout: float = 60) -> None:
+        wait_for(self._gateway_up, timeout, what="the gateway's /health")
 
     def _gateway_up(self) -> bool:
         try:
@@ -96,27 +82,12 @@ level = "INFO"
             return False
 
     def log(self, name: str) -> str:
-        path = self.base / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.processes.log(name)
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        # The process only: dramatiq's master passes SIGTERM on to its workers, and a second
-        # signal (from a group kill) makes them hang until killed.
-        process.send_signal(sig)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
-        except ProcessLookupError:
-            pass
-        process.wait(10)
+        """Signal the process, wait for it (20 s at most), then kill whatever is left of its group."""
+        self.processes.stop(name, sig, timeout=20)
 
     def stop_all(self) -> None:
-        for name in list(self.processes):
-            self.stop(name)
+        self.processes.stop_all(timeout=20)
         self.http.close()

@@ -17,10 +17,11 @@ from conveyor.settings import StepSettings
 from conveyor.worker.failures import GROUP as RECORDS
 from conveyor.worker.failures import FailureRecords
 from conveyor.worker.middleware import DeadLetters, Retries
+from devtools.processes import wait_for
 from tests.flows.replay_probes import DONE, FIXED
 from tests.helpers import memory_runtime
 from tests.operator_helpers import empty_queues, forget_records, queue_depth, run_cli, runtime_for, stop
-from tests.system import System, wait_for
+from tests.system import System
 
 STEP = "FailsUntilFixed"
 TOPIC = "test.fails-until-fixed"

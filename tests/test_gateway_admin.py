@@ -11,10 +11,11 @@ from starlette.testclient import TestClient
 from conveyor import ConfigError, Context, Registry, Request, http, queue, step
 from conveyor.gateway import build_app
 from conveyor.gateway.admin import presented_key
+from devtools.processes import wait_for
 from tests.flows.replay_probes import DONE, FIXED
 from tests.helpers import memory_runtime
 from tests.operator_helpers import empty_queues, forget_records, queue_depth, runtime_for, stop, with_management_url
-from tests.system import System, wait_for
+from tests.system import System
 
 KEY = "test-admin-key-" + "0123456789abcdef"
 STEP = "FailsUntilFixed"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from tests.system import System, wait_for
+from devtools.processes import wait_for
+from tests.system import System
 
 
 def enqueue(system, topic: str, data, **envelope) -> list[str]:

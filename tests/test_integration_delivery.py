@@ -8,7 +8,7 @@ import uuid
 
 import pika
 
-from tests.system import wait_for
+from devtools.processes import wait_for
 
 
 def enqueue(system, topic: str, data) -> list[str]:
@@ -88,9 +88,8 @@ def test_message_survives_a_worker_killed_mid_handler(system):
 
     os.kill(worker_pid, signal.SIGKILL)  # the worker process, in the middle of the handler
     # Dramatiq's master stops when a worker dies; a supervisor (or systemd) starts it again.
-    master = system.processes["workers"]
+    master = system.processes.running["workers"]
     wait_for(lambda: master.poll() is not None, timeout=30)
-    system.processes.pop("workers")
     system.start_workers(processes=1, threads=4)
 
     done = wait_for(lambda: system.state.get("slow-done", probe_id), timeout=30)

@@ -92,7 +92,6 @@ class DevProject:
         self.processes.stop_all()
         self.http.close()
         self.management.delete_vhost(self.vhost)
-        self.management.close()
 
 
 @pytest.fixture

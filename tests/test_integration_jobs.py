@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.processes import wait_for
 from tests.flow_support import flow_system
-from tests.system import wait_for
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from devtools.processes import wait_for
 from tests.flow_support import flow_system
-from tests.system import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.system import wait_for
+from devtools.processes import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ import pika
 import pytest
 
 from devtools.localnode import LocalNode, free_node_ports
-from tests.system import System, wait_for
+from devtools.processes import wait_for
+from tests.system import System
 
 pytestmark = pytest.mark.integration
 

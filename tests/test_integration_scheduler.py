@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.system import System, wait_for
+from devtools.processes import wait_for
+from tests.system import System
 
 
 def test_scheduler_fires_cron_step_on_the_workers(rabbitmq, tmp_path):

@@ -25,8 +25,9 @@ from conveyor import Context, Registry, http, queue, step
 from conveyor.declare.triggers import HttpTrigger
 from conveyor.gateway import build_app
 from conveyor.gateway.openapi import OPENAPI_PATH, openapi_document, openapi_route
+from devtools.processes import wait_for
 from tests.helpers import memory_runtime
-from tests.system import System, wait_for
+from tests.system import System
 
 # --- The document, on a StubBroker runtime --------------------------------------------------
 
@@ -272,7 +273,7 @@ def openapi_system(rabbitmq, tmp_path_factory) -> Iterator[System]:
     system = System(tmp_path_factory.mktemp("openapi"), rabbitmq.url)
     try:
         system.start_workers(processes=1, threads=4)
-        system.start("gateway", "-m", "tests.gateway_helpers")
+        system.start("gateway", "-m", "gateway")
         wait_for(lambda: _serves_openapi(system), timeout=30)
         yield system
     finally:

@@ -11,10 +11,11 @@ from conveyor import Registry, queue, step
 from conveyor.errors import BrokerUnavailableError, UnsupportedBrokerError
 from conveyor.ops.management import ManagementAPI, broker_credentials
 from conveyor.ops.queue_stats import QueueStats, queue_stats
+from devtools.processes import wait_for
 from tests.flows.replay_probes import DONE, FIXED
 from tests.helpers import memory_runtime
 from tests.operator_helpers import empty_queues, queue_depth, run_cli, runtime_for, stop, with_management_url
-from tests.system import System, wait_for
+from tests.system import System
 
 STEP = "FailsUntilFixed"
 TOPIC = "test.fails-until-fixed"
