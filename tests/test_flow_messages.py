@@ -112,6 +112,7 @@ def test_a_failed_attempt_is_retried_and_the_retry_processes_the_message(flow):
 
     message = flow.state.get("messages", message_id)
     assert message["status"] == "processed" and message["processedText"] == "TRY AGAIN"
+    assert "error" not in message and "failedAt" not in message  # the failed attempt's marks are gone
     assert attempts_logged(flow, message_id) == [1, 2]
     assert [m.delay_ms for m in flow.sent_to("ProcessMessage")] == [None, 5000]  # the shipped fixed 5 s
     assert flow.state.get("message-results", message_id)["processedText"] == "TRY AGAIN"

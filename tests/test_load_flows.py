@@ -90,6 +90,23 @@ def test_a_handler_with_the_wrong_signature_is_refused_naming_step_and_module():
             return None
 
 
+def test_a_bad_step_declaration_is_named_with_the_users_line_not_conveyors(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = """from conveyor import queue, step
+
+
+@step(name="Slow", triggers=[queue("t")], max_retries=-1)
+def handler(data, ctx):
+    pass
+"""
+    flow_package(tmp_path, "flow_settings", {"slow": source})
+    with pytest.raises(FlowImportError) as caught:
+        load_flows(["flow_settings"])
+    message = str(caught.value)
+    assert "step 'Slow' has invalid settings: max_retries" in message
+    assert f"({tmp_path / 'flow_settings' / 'slow.py'}, line 4)" in message
+
+
 def test_a_package_that_does_not_exist_is_a_config_error():
     with pytest.raises(ConfigError, match="lists 'no_such_flows', which is not an importable package"):
         load_flows(["no_such_flows"])

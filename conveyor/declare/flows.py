@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 import traceback
 from collections.abc import Iterable
+from pathlib import Path
 from types import ModuleType
 
 from ..errors import ConfigError, FlowImportError
@@ -58,7 +60,12 @@ def _describe(exc: BaseException) -> str:
         text = (exc.text or "").strip()
         return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno}){f': {text}' if text else ''}"
     frames = traceback.extract_tb(exc.__traceback__)
-    # The innermost frame in the application's code (not in importlib), so the user sees their line.
-    own = [f for f in frames if "importlib" not in f.filename]
+    # The innermost frame in the application's code, neither importlib's nor Conveyor's own (a
+    # mistake in a @step(...) call is raised inside Conveyor), so the user sees their line.
+    own = [f for f in frames if "importlib" not in f.filename and not f.filename.startswith(_CONVEYOR)]
     where = f" ({own[-1].filename}, line {own[-1].lineno})" if own else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+#: Where Conveyor's own modules live (their frames are not the user's).
+_CONVEYOR = str(Path(__file__).resolve().parent.parent) + os.sep

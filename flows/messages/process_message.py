@@ -33,16 +33,23 @@ async def handler(message: MessageSent, ctx: Context) -> None:
         await ctx.enqueue(
             "message.processed", MessageProcessed(messageId=message.messageId, processedText=processed_text)
         )
-        # A plain dict is merged into the stored message, as the seed's state.update does.
         ctx.state.update(
             MESSAGES,
             message.messageId,
-            {
-                "status": "processed",
-                "processedAt": now_iso(),
-                "processedText": processed_text,
-                "processingTime": processing_time,
-            },
+            [
+                {
+                    "type": "merge",
+                    "value": {
+                        "status": "processed",
+                        "processedAt": now_iso(),
+                        "processedText": processed_text,
+                        "processingTime": processing_time,
+                    },
+                },
+                # A retry that succeeds clears what the failed attempt recorded.
+                {"type": "remove", "path": "error"},
+                {"type": "remove", "path": "failedAt"},
+            ],
         )
         ctx.logger.info("Message processed successfully", messageId=message.messageId, processingTime=processing_time)
     except Exception as exc:
