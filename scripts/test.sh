@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every test: unit tests, and integration tests against a RabbitMQ node the suite starts itself.
+# Run every test: unit tests, in-process flow tests, and integration tests against RabbitMQ nodes
+# the suite starts itself. With arguments naming tests, runs just those: bash scripts/test.sh tests/test_x.py
 source "$(dirname "$0")/env.sh" "test"
 if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-server >/dev/null; then
   echo "Installing RabbitMQ from Debian's packages (the integration tests need a real broker)..."
@@ -8,4 +9,10 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-serve
 fi
 ruff check .
 mypy
-exec python -m pytest "$@"
+for arg in "$@"; do
+  if [[ "$arg" != -* ]]; then exec python -m pytest "$@"; fi
+done
+# Three test files at a time: most integration tests wait on processes and RabbitMQ, not on the CPU.
+# The fault run restarts RabbitMQ under load, so it runs alone, after the rest.
+python -m pytest -n 3 --dist loadfile -m "not serial" "$@"
+exec python -m pytest -m serial "$@"

@@ -6,7 +6,7 @@ import pytest
 
 from tests.faults import run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_no_accepted_order_is_lost_under_faults():
