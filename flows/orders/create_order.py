@@ -31,7 +31,7 @@ async def handler(request: Request, ctx: Context) -> dict[str, Any]:
     body: CreateOrderBody = request.body
     ctx.logger.info("Received new order", customerId=body.customerId, itemCount=len(body.items))
 
-    # Money in cents avoids 89.97000000000001.
+    # Rounded to two decimals, still a float: summing float prices leaves tails (0.1 * 3 = 0.30000000000000004).
     total = round(sum(item.price * item.quantity for item in body.items), 2)
     order_id = f"order-{int(time.time() * 1000)}-{secrets.token_hex(4)}"
     order = Order(
