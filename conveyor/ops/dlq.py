@@ -29,6 +29,7 @@ from ..messaging.connections import own_connection, queue_depth, require_rabbitm
 from ..messaging.publisher import new_trace_id
 from ..runtime import Runtime
 from ..worker.failures import FailureRecords
+from ..worker.middleware.options import AnyMessage
 
 logger = logging.getLogger("conveyor.dlq")
 
@@ -57,6 +58,27 @@ class DeadMessage:
     failed_at: str | None
     enqueued_at: str
     options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, step: str, message: AnyMessage, record: dict[str, Any] | None, *, failed_at: str | None = None
+    ) -> DeadMessage:
+        """``message`` with its failure ``record`` (``failed_at`` where the record has no time)."""
+        record = record or {}
+        options = message.options
+        return cls(
+            step=step,
+            message_id=message.message_id,
+            topic=options.get("topic"),
+            trace_id=options.get("trace_id"),
+            data=message.args[0] if message.args else None,
+            attempts=record.get("attempts") or options.get("retries", 0) + 1,
+            error=record.get("error"),
+            traceback=record.get("traceback"),
+            failed_at=record.get("failedAt") or failed_at,
+            enqueued_at=iso(datetime.fromtimestamp(message.message_timestamp / 1000, UTC)),
+            options=dict(options),
+        )
 
     def to_json(self, *, full: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; ``full=False`` leaves out the data, traceback and options (for listings)."""
@@ -290,22 +312,7 @@ class DeadLetterQueue:
 
     @staticmethod
     def _dead(step: str, got: _Fetched, record: dict[str, Any] | None) -> DeadMessage:
-        message = got.message
-        record = record or {}
-        options = message.options
-        return DeadMessage(
-            step=step,
-            message_id=message.message_id,
-            topic=options.get("topic"),
-            trace_id=options.get("trace_id"),
-            data=message.args[0] if message.args else None,
-            attempts=record.get("attempts") or options.get("retries", 0) + 1,
-            error=record.get("error"),
-            traceback=record.get("traceback"),
-            failed_at=record.get("failedAt") or _death_time(got.properties),
-            enqueued_at=iso(datetime.fromtimestamp(message.message_timestamp / 1000, UTC)),
-            options=dict(options),
-        )
+        return DeadMessage.of(step, got.message, record, failed_at=_death_time(got.properties))
 
 
 def _death_time(properties: BasicProperties) -> str | None:

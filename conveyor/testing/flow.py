@@ -8,7 +8,6 @@ import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,7 +16,6 @@ import dramatiq
 from dramatiq.middleware import Middleware
 from starlette.testclient import TestClient
 
-from ..clock import iso
 from ..config import Config, parse_config
 from ..declare.flows import load_flows
 from ..errors import ConfigError, StepDeclarationError
@@ -223,27 +221,10 @@ class FlowEnvironment:
     @property
     def dead_letters(self) -> list[DeadMessage]:
         """Every message that failed for good, with why (as ``python -m actors dlq`` shows them)."""
-        found = []
-        for proxy in self.broker.dead_letters:
-            message = proxy._message
-            record = self.runtime.failures.get(message.message_id) or {}
-            options = message.options
-            found.append(
-                DeadMessage(
-                    step=message.actor_name,
-                    message_id=message.message_id,
-                    topic=options.get("topic"),
-                    trace_id=options.get("trace_id"),
-                    data=message.args[0] if message.args else None,
-                    attempts=record.get("attempts") or options.get("retries", 0) + 1,
-                    error=record.get("error"),
-                    traceback=record.get("traceback"),
-                    failed_at=record.get("failedAt"),
-                    enqueued_at=iso(datetime.fromtimestamp(message.message_timestamp / 1000, UTC)),
-                    options=dict(options),
-                )
-            )
-        return found
+        records = self.runtime.failures
+        return [
+            DeadMessage.of(proxy.actor_name, proxy, records.get(proxy.message_id)) for proxy in self.broker.dead_letters
+        ]
 
     def dead_letters_of(self, step_name: str) -> list[DeadMessage]:
         """:attr:`dead_letters` of one step."""
