@@ -82,6 +82,17 @@ def test_order_created_is_handled_by_the_high_priority_step_only_above_1000(flow
     assert skipped == {"ProcessHighPriorityOrders": {"count": 1}, "ProcessStandardOrders": {"count": 1}}
 
 
+def test_a_retried_process_food_order_sends_the_confirmation_email_once(flow):
+    # The first attempt enqueues the email, then fails announcing the order; the retry enqueues both again.
+    with flow.refusing("ProcessStandardOrders", times=1):
+        order_id = place(flow)
+        flow.join()
+    assert [m.data["templateId"] for m in flow.sent_to("SendFoodOrderNotification")] == ["order-confirmation"] * 2
+    [email] = flow.state.list("food-order-notifications")
+    assert (email["id"], email["orderId"]) == (f"notif-{order_id}-order-confirmation", order_id)
+    assert any(line.message == "Email already sent" for line in flow.logs)
+
+
 def test_order_that_keeps_failing_is_dead_lettered_for_review_and_alerts_an_admin(flow):
     with flow.refusing("SendFoodOrderNotification"):  # ProcessFoodOrder fails every attempt
         order_id = place(flow, petId="pet-unlucky")
