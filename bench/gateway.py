@@ -30,12 +30,14 @@ from .harness import (
     BenchError,
     Harness,
     argument_parser,
+    cpu_seconds,
     emit,
     free_port,
     machine,
     note,
     purge,
     queue_depth,
+    tree_cpu,
 )
 
 LUA_SCRIPT = Path(__file__).with_name("order.lua")
@@ -81,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
                     note(f"{name}: warming up for {args.warmup}s")
                     run_wrk(wrk, url, args.warmup, args.connections, args.wrk_threads)
                 note(f"{name}: {args.duration}s of POST /orders over {args.connections} connections")
+                server = bench.processes.running["gateway" if name == "conveyor" else "echo"].pid
+                before = _server_cpu(server)
                 results[name] = run_wrk(wrk, url, args.duration, args.connections, args.wrk_threads)
+                # CPU per request moves far less with the machine's noise than requests per second do.
+                spent = _server_cpu(server) - before
+                requests = results[name]["requests"]
+                results[name]["cpu_us_per_request"] = round(spent / requests * 1e6, 1) if requests else None
 
             left = queue_depth(bench.broker_url, PROCESS_ORDER_QUEUE)
             purged = purge(bench.broker_url, [PROCESS_ORDER_QUEUE]) if left else 0
@@ -106,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     emit(figures, _summary(figures))
     return 0
+
+
+def _server_cpu(pid: int) -> float:
+    """CPU seconds a server process and its children (uvicorn's workers) have used so far."""
+    return cpu_seconds(pid) + tree_cpu(pid)
 
 
 def find_wrk() -> str | None:
@@ -178,9 +191,10 @@ def _summary(figures: dict[str, Any]) -> str:
     def line(name: str, result: dict[str, Any]) -> str:
         errors = result["non_2xx"] + result["socket_errors"]
         problems = f"   {errors} errors" if errors else ""
+        cpu = result.get("cpu_us_per_request")
         return (
             f"  {name:<9} {result['requests_per_s']:>9.1f} req/s   p50 {result['p50_ms']:>7.2f} ms   "
-            f"p99 {result['p99_ms']:>7.2f} ms{problems}"
+            f"p99 {result['p99_ms']:>7.2f} ms   {cpu if cpu is not None else '?':>7} us CPU/request{problems}"
         )
 
     return "\n".join(
