@@ -7,6 +7,7 @@ from a config and a registry of their own (see :mod:`conveyor.testing`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -136,7 +137,7 @@ class Runtime:
     def _send_state_change(self, step: str, change: dict[str, Any], trace_id: str | None, group: str) -> None:
         self.publisher.send(step, change, trace_id=trace_id, state_group=group)
 
-    def _background_for_loops(self) -> Any:
+    def _background_for_loops(self) -> concurrent.futures.Executor | None:
         # A write on an event loop publishes its triggers off the loop; if the process dies
         # first, they stay in the outbox for the sweep.
         return self.publisher.pool if on_event_loop() else None

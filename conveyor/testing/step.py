@@ -24,14 +24,14 @@ from starlette.testclient import TestClient
 from ..context import Context
 from ..declare.state_changes import StateChange
 from ..declare.steps import Step, declared_step
-from ..declare.triggers import Condition
-from ..declare.validation import parse_input
 from ..errors import PublishError, StepDeclarationError
 from ..gateway.errors import http_exception
 from ..gateway.middleware import GatewayMiddleware
 from ..gateway.routing import path_route, step_endpoint
 from ..messaging.priorities import resolve_priority
 from ..store import StateStore
+from ..worker.actors import handler_input
+from ..worker.middleware import ConditionNotMet
 from .records import Enqueue, LogCapture, LogLine, capturing_logs
 
 
@@ -238,12 +238,12 @@ class StepEnvironment:
     def _prepare(
         self, step: Step, data: Any, attempt: int, topic: str | None, trace_id: str | None
     ) -> tuple[Any, Context] | None:
-        model, condition, topic = _input_rules(step, data, topic)
-        ctx = self.context(step, trace_id=trace_id, attempt=attempt, topic=topic)
-        value = parse_input(step.name, model, _as_json(data))
-        if condition is not None and not condition(value, ctx):
+        options = _message_options(step, data, topic)
+        ctx = self.context(step, trace_id=trace_id, attempt=attempt, topic=options.get("topic"))
+        try:
+            return handler_input(step, options, _as_json(data), ctx), ctx
+        except ConditionNotMet:
             return None
-        return value, ctx
 
     # -- HTTP steps ------------------------------------------------------------------------
 
@@ -331,29 +331,23 @@ def _step_of(handler: Callable[..., Any]) -> Step:
     return step
 
 
-InputRules = tuple[type[BaseModel] | None, Condition | None, str | None]
-
-
-def _input_rules(step: Step, data: Any, topic: str | None) -> InputRules:
-    """The schema, condition and topic a message with ``data`` would get, as the worker picks them."""
+def _message_options(step: Step, data: Any, topic: str | None) -> dict[str, Any]:
+    """The options a message with ``data`` to ``step`` would carry: the topic, or the state group, or neither (cron)."""
     if topic is not None:
-        trigger = step.queue_trigger_for(topic)
-        if trigger is None:
+        if step.queue_trigger_for(topic) is None:
             topics = [t.topic for t in step.queue_triggers]
             raise StepDeclarationError(f"step {step.name!r} has no queue trigger for {topic!r}; its topics: {topics}")
-        return trigger.input, trigger.condition, topic
+        return {"topic": topic}
     if isinstance(data, StateChange) or (step.state_triggers and not step.queue_triggers):
         change = data if isinstance(data, StateChange) else StateChange.model_validate(data)
-        state_trigger = step.state_trigger_for(change.group)
-        return StateChange, state_trigger.condition if state_trigger else None, None
+        return {"state_group": change.group}
     if len(step.queue_triggers) == 1:
-        only = step.queue_triggers[0]
-        return only.input, only.condition, only.topic
+        return {"topic": step.queue_triggers[0].topic}
     if step.queue_triggers:
         topics = [t.topic for t in step.queue_triggers]
         raise StepDeclarationError(f"step {step.name!r} listens to several topics {topics}: pass topic=...")
     if step.cron_triggers:
-        return None, None, None
+        return {}
     raise StepDeclarationError(f"step {step.name!r} is an HTTP step: send it a request with env.request(...)")
 
 

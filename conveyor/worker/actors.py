@@ -44,11 +44,17 @@ def _prepare(step: Step, make_context: ContextFactory, data: Any) -> tuple[Any, 
     message = CurrentMessage.get_current_message()
     ctx = make_context(step, message)
     current_trace_id.set(ctx.trace_id)
-    model, condition = _input_rules(step, message.options if message is not None else {})
+    return handler_input(step, message.options if message is not None else {}, data, ctx), ctx
+
+
+def handler_input(step: Step, options: dict[str, Any], data: Any, ctx: Context) -> Any:
+    """``data`` validated against the schema of the trigger that sent it (the message's ``topic`` or
+    ``state_group`` option; none for cron); raises :class:`ConditionNotMet` when its condition is false."""
+    model, condition = _input_rules(step, options)
     value = parse_input(step.name, model, data)
     if condition is not None and not condition(value, ctx):
         raise ConditionNotMet(f"{step.name}: condition is false")
-    return value, ctx
+    return value
 
 
 def _input_rules(step: Step, options: dict[str, Any]) -> tuple[type[BaseModel] | None, Condition | None]:
