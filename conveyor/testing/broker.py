@@ -25,6 +25,8 @@ from dramatiq.common import dq_name, q_name
 from dramatiq.errors import ConnectionClosed, QueueNotFound
 from dramatiq.middleware import Middleware
 
+from .records import Refusals
+
 
 @dataclass(frozen=True)
 class SentMessage:
@@ -83,8 +85,8 @@ class InProcessBroker(StubBroker):
         self._order = itertools.count()
         self._skipped = 0.0
         self._taken = 0
-        #: queue name -> how many more publishes to it to refuse (``None``: every one).
-        self.refusing: dict[str, int | None] = {}
+        #: The queues that refuse publishes for now (FlowEnvironment.refusing).
+        self.refusals = Refusals()
         #: Every message refused so far, in order.
         self.refused: list[SentMessage] = []
 
@@ -118,15 +120,9 @@ class InProcessBroker(StubBroker):
         return message
 
     def _refuse(self, queue_name: str, message: dramatiq.Message[Any], delay: int | None) -> None:
+        if not self.refusals.take(queue_name):
+            return
         with self._lock:
-            if queue_name not in self.refusing:
-                return
-            left = self.refusing[queue_name]
-            if left is not None:
-                if left <= 1:
-                    del self.refusing[queue_name]
-                else:
-                    self.refusing[queue_name] = left - 1
             self.refused.append(_sent(message, delay))
         # What the RabbitMQ broker raises when a publish is not confirmed; the publisher makes it a PublishError.
         raise ConnectionClosed(f"basic.nack: the test refuses messages to queue {queue_name!r}")

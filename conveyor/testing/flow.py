@@ -135,12 +135,8 @@ class FlowEnvironment:
             raise StepDeclarationError(
                 f"step {step_name!r} has no queue; steps with queues: {sorted(self.runtime.actors)}"
             )
-        queue = self.runtime.actors[step_name].queue_name
-        self.broker.refusing[queue] = times
-        try:
+        with self.broker.refusals.refusing(self.runtime.actors[step_name].queue_name, times):
             yield
-        finally:
-            self.broker.refusing.pop(queue, None)
 
     @contextmanager
     def paused(self) -> Iterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,41 @@ class LogLine:
         """The step that logged the line, for a step's own lines."""
         value = self.fields.get("step")
         return value if isinstance(value, str) else None
+
+
+class Refusals:
+    """Which names (queues, topics) a test environment refuses to publish to, and how many more times.
+
+    Thread-safe: the handlers that publish run on the worker's threads.
+    """
+
+    def __init__(self) -> None:
+        self._left: dict[str, int | None] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def refusing(self, name: str, times: int | None) -> Iterator[None]:
+        """Refuse ``name`` while inside: ``times`` times, or every time (``None``)."""
+        with self._lock:
+            self._left[name] = times
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._left.pop(name, None)
+
+    def take(self, name: str) -> bool:
+        """Should this publish to ``name`` be refused? Counts it if so."""
+        with self._lock:
+            if name not in self._left:
+                return False
+            left = self._left[name]
+            if left is not None:
+                if left <= 1:
+                    del self._left[name]
+                else:
+                    self._left[name] = left - 1
+            return True
 
 
 class LogCapture(logging.Handler):

@@ -32,7 +32,7 @@ from ..messaging.priorities import resolve_priority
 from ..store import StateStore
 from ..worker.actors import handler_input
 from ..worker.middleware import ConditionNotMet
-from .records import Enqueue, LogCapture, LogLine, capturing_logs
+from .records import Enqueue, LogCapture, LogLine, Refusals, capturing_logs
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ class RecordingPublisher:
     def __init__(self, max_priority: int = 10) -> None:
         self.max_priority = max_priority
         self.enqueued: list[Enqueue] = []
-        #: topic -> how many more enqueues to it to refuse (``None``: every one).
-        self.refused: dict[str, int | None] = {}
+        #: The topics that refuse enqueues for now (StepEnvironment.refusing).
+        self.refusals = Refusals()
 
     def enqueue(
         self,
@@ -90,12 +90,7 @@ class RecordingPublisher:
     ) -> concurrent.futures.Future[list[str]]:
         if priority is not None:
             resolve_priority(priority, self.max_priority)
-        if topic in self.refused:
-            left = self.refused[topic]
-            if left is not None and left <= 1:
-                del self.refused[topic]
-            elif left is not None:
-                self.refused[topic] = left - 1
+        if self.refusals.take(topic):
             raise PublishError(f"RabbitMQ did not take the message (topic {topic!r}): the test refuses it")
         message_id = uuid.uuid4().hex
         self.enqueued.append(Enqueue(topic, _as_json(data), delay, priority, trace_id, message_id))
@@ -143,11 +138,8 @@ class StepEnvironment:
     def refusing(self, topic: str, *, times: int | None = None) -> Iterator[None]:
         """While inside, an enqueue to ``topic`` raises :class:`~conveyor.errors.PublishError`, as
         one RabbitMQ does not confirm does (an HTTP step then answers 503). ``times`` refuses only that many."""
-        self.publisher.refused[topic] = times
-        try:
+        with self.publisher.refusals.refusing(topic, times):
             yield
-        finally:
-            self.publisher.refused.pop(topic, None)
 
     @property
     def enqueued(self) -> list[Enqueue]:
