@@ -89,8 +89,9 @@ class MessagePublisher:
         self.actors = actors
         self.subscribers = subscribers
         self.max_priority = max_priority
-        self._threads = threads
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: Threads that do blocking RabbitMQ work for event loops, each reusing its own channel
+        #: (they start when first used).
+        self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="conveyor-publish")
         self._async: AsyncPublisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -129,21 +130,13 @@ class MessagePublisher:
         publisher, self._async, self._loop = self._async, None, None
         return publisher
 
-    @property
-    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        """Threads that do blocking RabbitMQ work for event loops, each reusing its own channel."""
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="conveyor-publish")
-        return self._pool
-
     async def off_loop(self, work: Callable[[], T]) -> T:
         """Run blocking broker work (a health check, an operator tool) in :attr:`pool`."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, work)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        """Let the pool's threads go once they are idle."""
+        self.pool.shutdown(wait=False)
 
     # -- blocking ------------------------------------------------------------------------------
 
