@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, in-process flow tests, and integration tests against RabbitMQ nodes
-# the suite starts itself. With arguments naming tests, runs just those: bash scripts/test.sh tests/test_x.py
+# and PostgreSQL servers the suite starts itself. With arguments naming tests, runs just those:
+# bash scripts/test.sh tests/test_x.py
 source "$(dirname "$0")/env.sh" "test"
 if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-server >/dev/null; then
   echo "Installing RabbitMQ from Debian's packages (the integration tests need a real broker)..."
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v pg_ctl >/dev/null; then
+  # The tests start servers of their own on free ports (devtools/postgres.py): a system cluster the
+  # package may start (port 5432) is not used.
+  echo "Installing PostgreSQL from Debian's packages (the tests start throwaway servers)..."
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 ruff check .
 mypy

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from devtools.localnode import LocalNode, free_node_ports, rabbitmq_installed
+from devtools.postgres import INSTALL_HINT, PostgresServer, postgres_installed
 
 #: Fixtures that start real servers or processes: a test using one (even through another
 #: fixture) is an integration test, and `pytest -m "not integration"` leaves it out.
-INTEGRATION_FIXTURES = frozenset({"rabbitmq"})
+INTEGRATION_FIXTURES = frozenset({"rabbitmq", "postgres"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,6 +35,15 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
     node.stop()
     if not os.environ.get("CONVEYOR_KEEP_NODE"):
         shutil.rmtree(node.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the suite's own (one per xdist worker), on a free port, removed at the end."""
+    if not postgres_installed():
+        pytest.fail(INSTALL_HINT)
+    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
