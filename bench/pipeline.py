@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from conveyor import StateStore
+from conveyor import StateStore, open_store
 
 from .harness import BenchError, Harness, argument_parser, cpu_seconds, emit, machine, note, percentile, tree_cpu
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.write_config(flows=args.flows, log_level=args.log_level)
             bench.start_workers("workers", "actors", processes=args.processes, threads=args.threads)
             url = bench.start_gateway()
-            state = StateStore(bench.state_path)
+            state = open_store(bench.state_path)
             note(f"posting {args.orders} orders to {url}/orders, {args.concurrency} at a time")
             cpu_before = _cpu(bench)
             started = time.monotonic()

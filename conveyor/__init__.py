@@ -15,7 +15,7 @@ config.toml until a front door calls :func:`boot`. Test steps and flows with :mo
 from __future__ import annotations
 
 from .clock import now_iso
-from .context import Context, Enqueued
+from .context import AsyncContext, Context, Enqueued
 from .declare.registry import Registry
 from .declare.requests import Request
 from .declare.state_changes import StateChange
@@ -27,14 +27,20 @@ from .errors import (
     FlowImportError,
     InvalidInput,
     PublishError,
+    StateConflictError,
+    StateKeyError,
     StateOpError,
+    StateUnavailableError,
+    StateValueError,
     StepDeclarationError,
     UndeclaredTopicError,
 )
 from .runtime import Runtime, boot, current
-from .store import StateStore
+from .store import AsyncStateStore, SqliteStateStore, StateStore, open_store
 
 __all__ = [
+    "AsyncContext",
+    "AsyncStateStore",
     "ConfigError",
     "Context",
     "ConveyorError",
@@ -46,8 +52,13 @@ __all__ = [
     "Request",
     "Runtime",
     "StateChange",
+    "SqliteStateStore",
+    "StateConflictError",
+    "StateKeyError",
     "StateOpError",
     "StateStore",
+    "StateUnavailableError",
+    "StateValueError",
     "Step",
     "StepDeclarationError",
     "UndeclaredTopicError",
@@ -56,6 +67,7 @@ __all__ = [
     "current",
     "http",
     "now_iso",
+    "open_store",
     "queue",
     "state",
     "step",

@@ -46,7 +46,19 @@ class GatewaySection(_Section):
 
 
 class StateSection(_Section):
+    #: The SQLite file, used when no ``url`` is set.
     path: str = "var/state.db"
+    #: ``postgresql://user:password@host:port/dbname``: keep the state in PostgreSQL instead.
+    url: str | None = None
+    #: Connections each process keeps to PostgreSQL (default: its worker threads, plus two).
+    pool_size: int | None = Field(default=None, ge=1, le=200)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("a PostgreSQL URL such as 'postgresql://conveyor@localhost:5432/conveyor'")
+        return value or None
 
 
 class SchedulerSection(_Section):
@@ -143,6 +155,7 @@ def _apply_environment(raw: dict[str, Any]) -> None:
         "CONVEYOR_BROKER_URL": ("broker", "url"),
         "CONVEYOR_BROKER": ("broker", "kind"),
         "CONVEYOR_STATE_PATH": ("state", "path"),
+        "CONVEYOR_STATE_URL": ("state", "url"),
         "CONVEYOR_ADMIN_KEY": ("admin", "api_key"),
     }
     for variable, (section, key) in overrides.items():

@@ -1,10 +1,14 @@
-"""The context a handler receives: enqueue, state, logger, and where the work came from."""
+"""The context a handler receives: enqueue, state, logger, and where the work came from.
+
+A ``def`` handler gets a :class:`Context`, whose state calls return at once; an ``async def``
+handler gets an :class:`AsyncContext`, whose state calls are awaited and never block its loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -12,7 +16,7 @@ from .declare.steps import Step
 from .errors import UndeclaredTopicError
 from .logs import StepLogger
 from .messaging.publisher import PendingPublish, Publisher
-from .store import StateStore
+from .store import AsyncStateStore, StateStore
 
 
 class Enqueued:
@@ -34,28 +38,17 @@ class Enqueued:
         return (yield from _awaitable(self._future).__await__())
 
 
-class Context:
-    """Passed to every handler as ``ctx``.
+S = TypeVar("S", StateStore, AsyncStateStore)
 
-    Attributes:
-      state: the :class:`~conveyor.store.StateStore`.
-      logger: a :class:`~conveyor.logs.StepLogger` bound to this step and trace.
-      trace_id: follows the work from the HTTP request through every enqueue.
-      message_id, attempt, topic: for queue- and cron-triggered steps, the message being
-        handled, its attempt number (1 on first delivery) and the topic it came from.
 
-    Parameters:
-      step: the step whose handler gets this context.
-      state: the state store.
-      publisher: what :meth:`enqueue` sends through.
-      json_logs: log lines as JSON objects (``[logging] format = "json"``).
-    """
+class _StepContext(Generic[S]):
+    """What both kinds of context hold; they differ in their state API (``S``)."""
 
     def __init__(
         self,
         step: Step,
         *,
-        state: StateStore,
+        state: S,
         publisher: Publisher,
         trace_id: str,
         message_id: str | None = None,
@@ -64,7 +57,7 @@ class Context:
         json_logs: bool = False,
     ) -> None:
         self.step = step
-        self.state = state
+        self.state: S = state
         self.trace_id = trace_id
         self.message_id = message_id
         self.attempt = attempt
@@ -101,6 +94,39 @@ class Context:
         """:meth:`settle` for a thread without an event loop."""
         for future in self._pending:
             future.result()  # a worker's enqueues are done by now
+
+
+class Context(_StepContext[StateStore]):
+    """Passed to every ``def`` handler as ``ctx``.
+
+    Attributes:
+      state: the :class:`~conveyor.store.StateStore`: ``ctx.state.get("orders", order_id)``.
+      logger: a :class:`~conveyor.logs.StepLogger` bound to this step and trace.
+      trace_id: follows the work from the HTTP request through every enqueue.
+      message_id, attempt, topic: for queue- and cron-triggered steps, the message being
+        handled, its attempt number (1 on first delivery) and the topic it came from.
+
+    Parameters:
+      step: the step whose handler gets this context.
+      state: the state store.
+      publisher: what :meth:`enqueue` sends through.
+      json_logs: log lines as JSON objects (``[logging] format = "json"``).
+    """
+
+
+class AsyncContext(_StepContext[AsyncStateStore]):
+    """Passed to every ``async def`` handler as ``ctx``: as :class:`Context`, with state calls to await.
+
+    ``ctx.state`` is an :class:`~conveyor.store.AsyncStateStore`:
+    ``order = await ctx.state.get("orders", order_id)``, and
+    ``async with ctx.state.transaction(): ...``. Its calls run off the event loop, so a
+    handler waiting for the store (or for a lock another process holds) never stalls the
+    other requests the loop serves.
+    """
+
+
+#: Either kind of context (what a runtime hands a handler).
+AnyContext = Context | AsyncContext
 
 
 def _awaitable(future: PendingPublish) -> asyncio.Future[list[str]]:

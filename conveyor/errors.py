@@ -45,6 +45,25 @@ class StateOpError(ConveyorError):
     """A state update operation is malformed or does not fit the stored value."""
 
 
+class StateKeyError(ConveyorError, ValueError):
+    """A state group or key that cannot be stored: empty, too long, or holding a NUL character."""
+
+
+class StateValueError(ConveyorError, TypeError):
+    """A state value that JSON cannot hold (a datetime, a set, an object of your own)."""
+
+
+class StateUnavailableError(ConveyorError):
+    """The state store cannot be reached (the PostgreSQL server is down or refuses the connection)."""
+
+
+class StateConflictError(ConveyorError):
+    """Two transactions waited on each other's keys (a deadlock); this one was undone: run it again.
+
+    Only PostgreSQL raises it. A worker's retry runs the handler again, with its own backoff.
+    """
+
+
 class PublishError(ConveyorError):
     """RabbitMQ did not confirm a message, so it may not be stored."""
 

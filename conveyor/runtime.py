@@ -18,26 +18,30 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import Middleware
 
 from .config import Config, load_config
-from .context import Context
+from .context import AnyContext, AsyncContext, Context
 from .declare.cron_expressions import parse_cron
 from .declare.flows import load_flows
 from .declare.registry import Registry
 from .declare.steps import Step
-from .errors import ConfigError, ConveyorError
+from .errors import ConfigError, ConveyorError, StateUnavailableError
 from .logs import setup_logging
 from .messaging.broker import build_broker
 from .messaging.priorities import resolve_priority
 from .messaging.publisher import MessagePublisher, new_trace_id, on_event_loop
 from .messaging.queues import declare_queues
 from .settings import StepSettings
-from .store import StateStore
+from .store import AsyncStateStore, StateStore, open_store
 from .store.outbox import Outbox
 from .worker.actors import declare_actor
 from .worker.failures import FailureRecords
 from .worker.middleware import Conditions, DeadLetters, Priority, Retries
+from .worker.pool_size import SPARE_CONNECTIONS, SizeStatePool
 from .worker.shutdown import StopOnSignals
 
 logger = logging.getLogger("conveyor.runtime")
+
+#: Threads (and so connections) for the state calls of ``async def`` handlers, per process.
+ASYNC_STATE_THREADS = 8
 
 #: ``build(config, middleware, concurrency)``: the broker a runtime runs on (tests pass their own).
 BrokerFactory = Callable[[Config, list[Middleware], dict[str, int]], dramatiq.Broker]
@@ -52,7 +56,8 @@ class Runtime:
       config: the validated config.toml.
       registry: the steps.
       settings: each step's settings, every layer applied.
-      state: the state store.
+      state: the state store (``def`` handlers call it).
+      async_state: the same store, awaited (``async def`` handlers call it).
       broker: the Dramatiq broker, with Conveyor's middleware.
       actors: the actor of every queue-, state- and cron-triggered step, by step name.
       publisher: sends messages to topics and steps (see :mod:`conveyor.messaging.publisher`).
@@ -65,7 +70,11 @@ class Runtime:
         self.settings: dict[str, StepSettings] = {
             step.name: config.step_settings(step.name, step.settings) for step in registry
         }
-        self.state = StateStore(config.state_path())
+        self.state: StateStore = open_store(
+            config.state.url or config.state_path(),
+            pool_size=config.state.pool_size or ASYNC_STATE_THREADS + SPARE_CONNECTIONS,
+        )
+        self.async_state = AsyncStateStore(self.state, threads=ASYNC_STATE_THREADS)
         self.failures = FailureRecords(self.state)
         middleware: list[Middleware] = [
             Priority(max_priority=config.broker.max_priority),
@@ -74,6 +83,7 @@ class Runtime:
             DeadLetters(self._publish_dead_letter, records=self.failures),
             Retries(defaults=config.step_defaults()),
             StopOnSignals(),  # acts only in `dramatiq actors` worker processes
+            SizeStatePool(self.state, config.state.pool_size),
         ]
         concurrency = {
             step.queue_name: limit
@@ -91,7 +101,7 @@ class Runtime:
         )
         self.outbox = Outbox(self.state, self._send_state_change, self._background_for_loops)
         self.state.watchers = {
-            group: [(step.name, trigger.matches) for step, trigger in watchers]
+            group: [(step.name, trigger.fires) for step, trigger in watchers]
             for group, watchers in registry.state_watchers().items()
         }
         self.state.on_commit = self.outbox.after_commit
@@ -106,20 +116,21 @@ class Runtime:
         message_id: str | None = None,
         attempt: int | None = None,
         topic: str | None = None,
-    ) -> Context:
-        """The ``ctx`` for one run of ``step``."""
-        return Context(
-            step,
-            state=self.state,
-            publisher=self.publisher,
-            trace_id=trace_id or new_trace_id(),
-            message_id=message_id,
-            attempt=attempt,
-            topic=topic,
-            json_logs=self.config.logging.format == "json",
-        )
+    ) -> AnyContext:
+        """The ``ctx`` for one run of ``step``: an :class:`AsyncContext` for an ``async def`` handler."""
+        where: dict[str, Any] = {
+            "publisher": self.publisher,
+            "trace_id": trace_id or new_trace_id(),
+            "message_id": message_id,
+            "attempt": attempt,
+            "topic": topic,
+            "json_logs": self.config.logging.format == "json",
+        }
+        if step.is_async:
+            return AsyncContext(step, state=self.async_state, **where)
+        return Context(step, state=self.state, **where)
 
-    def _message_context(self, step: Step, message: dramatiq.Message[Any] | None) -> Context:
+    def _message_context(self, step: Step, message: dramatiq.Message[Any] | None) -> AnyContext:
         options = message.options if message is not None else {}
         return self.context(
             step,
@@ -189,10 +200,22 @@ class Runtime:
         if problems:
             raise ConfigError("Conveyor cannot start:\n  - " + "\n  - ".join(problems))
 
+    def check_state(self) -> None:
+        """Say in one log line when the state store cannot be reached (calls fail until it is back)."""
+        check = getattr(self.state, "check", None)
+        if check is None:
+            return
+        try:
+            check()
+        except StateUnavailableError as exc:
+            logger.error("The state store is unreachable: %s. State calls fail until it answers.", exc)
+
     def close(self) -> None:
-        """Let go of the broker's connections and the publisher's threads."""
+        """Let go of the broker's connections, the publisher's threads and the state's connections."""
         self.publisher.close()
         self.broker.close()
+        self.async_state.close()
+        self.state.close()
 
 
 def build_runtime(config: Config, registry: Registry | None = None) -> Runtime:
@@ -217,6 +240,7 @@ def boot(config_path: str | Path | None = None, registry: Registry | None = None
         setup_logging(config.logging.level)
         runtime = build_runtime(config, registry)
         runtime.declare_queues()
+        runtime.check_state()
         # `dramatiq actors` finds the broker through get_broker(), not through this module.
         dramatiq.set_broker(runtime.broker)
         _runtime = runtime

@@ -14,6 +14,8 @@ logger = logging.getLogger("conveyor.scheduler")
 
 #: Seconds between sweeps of state triggers left unpublished by a crash.
 SWEEP_INTERVAL = 10
+#: Seconds between removals of state keys whose time to live has passed (they read as missing already).
+EXPIRY_INTERVAL = 60
 
 
 def schedule_cron_steps(runtime: Runtime, scheduler: BaseScheduler | None = None) -> BaseScheduler:
@@ -51,7 +53,30 @@ def schedule_cron_steps(runtime: Runtime, scheduler: BaseScheduler | None = None
             max_instances=1,
             replace_existing=True,
         )
+    scheduler.add_job(
+        remove_expired_keys,
+        "interval",
+        args=(runtime,),
+        seconds=EXPIRY_INTERVAL,
+        id="conveyor.remove-expired-keys",
+        name="remove expired state keys",
+        coalesce=True,
+        max_instances=1,
+        replace_existing=True,
+    )
     return scheduler
+
+
+def remove_expired_keys(runtime: Runtime) -> int:
+    """Delete the state keys whose time to live has passed, a batch at a time; returns how many."""
+    removed = 0
+    while (batch := runtime.state.remove_expired(limit=1000)) > 0:
+        removed += batch
+        if batch < 1000:
+            break
+    if removed:
+        logger.info("Removed %d expired state key(s).", removed)
+    return removed
 
 
 def fire_cron_step(runtime: Runtime, step_name: str) -> str:

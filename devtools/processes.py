@@ -78,9 +78,13 @@ def write_config(
     heartbeat: int = 60,
     gateway_workers: int = 1,
     log_level: str = "INFO",
+    state_url: str | None = None,
     extra: str = "",
 ) -> Path:
-    """Write a config.toml for a system run by the tests, the fault run or a benchmark; returns ``path``."""
+    """Write a config.toml for a system run by the tests, the fault run or a benchmark; returns ``path``.
+
+    With ``state_url`` the state lives in that PostgreSQL database instead of the file at ``state_path``.
+    """
     path.write_text(
         f"""# Written by devtools/processes.py.
 [project]
@@ -94,6 +98,7 @@ port = {gateway_port}
 workers = {gateway_workers}
 [state]
 path = "{state_path}"
+{f'url = "{state_url}"' if state_url else ""}
 [logging]
 level = "{log_level}"
 {extra}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from conveyor import StateStore
+from conveyor import StateStore, open_store
 from devtools.localnode import LocalNode, free_node_ports
 from devtools.processes import children, command_line, free_port, write_config
 
@@ -101,7 +101,7 @@ class FaultRun:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the system did not come up; see {self.base / 'system.log'}")
             time.sleep(0.2)
-        StateStore(self.state_path).set("inventory", "fault-widget", {"stock": STOCK})
+        open_store(self.state_path).set("inventory", "fault-widget", {"stock": STOCK})
         while len(self.worker_pids()) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
 
@@ -191,7 +191,7 @@ class FaultRun:
     # -- results --------------------------------------------------------------------------
 
     def drain(self, timeout: float) -> None:
-        state = StateStore(self.state_path)
+        state = open_store(self.state_path)
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self._completed(state) == len(self.order_ids):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from conveyor import StateStore
+from conveyor import open_store
 from devtools.processes import ROOT, Processes, free_port, wait_for, write_config
 
 __all__ = ["ROOT", "System", "free_port", "wait_for"]
@@ -18,7 +18,8 @@ class System:
     """A config file, a state store, and the processes that run against them.
 
     The config loads the shipped flows and the test probes (``tests/flows``) unless ``flows`` says
-    otherwise, with a 10 s heartbeat.
+    otherwise, with a 10 s heartbeat; the state is a SQLite file unless ``state_url`` names a
+    PostgreSQL database.
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class System:
         *,
         flows: list[str] | None = None,
         gateway_workers: int = 1,
+        state_url: str | None = None,
     ) -> None:
         self.base = base
         self.broker_url = broker_url
@@ -41,10 +43,11 @@ class System:
             flows=["flows", "tests.flows"] if flows is None else flows,
             heartbeat=10,
             gateway_workers=gateway_workers,
+            state_url=state_url,
             extra=extra_config,
         )
         self.processes = Processes(base, env={"CONVEYOR_CONFIG": str(self.config_path)})
-        self.state = StateStore(base / "state.db")
+        self.state = open_store(state_url or base / "state.db")
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
 

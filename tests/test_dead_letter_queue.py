@@ -10,7 +10,7 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from conveyor import Registry, StateStore, queue, step
+from conveyor import Registry, open_store, queue, step
 from conveyor.errors import DeadMessageNotFoundError, UnknownStepError, UnsupportedBrokerError
 from conveyor.ops.dlq import DeadLetterQueue
 from conveyor.settings import StepSettings
@@ -223,7 +223,7 @@ def test_in_memory_broker_is_refused_clearly(tmp_path):
 
 
 def test_middleware_records_every_message_that_fails_for_good(tmp_path):
-    records = FailureRecords(StateStore(tmp_path / "state.db"))
+    records = FailureRecords(open_store(tmp_path / "state.db"))
     published = []
     no_retries = Retries(defaults=StepSettings(max_retries=0))
     broker = StubBroker(middleware=[DeadLetters(lambda *args: published.append(args), records), no_retries])

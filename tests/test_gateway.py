@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 
-from conveyor import Context, Registry, Request, http, queue, step
+from conveyor import AsyncContext, Context, Registry, Request, http, queue, step
 from conveyor.gateway import build_app
 from tests.helpers import memory_runtime, payloads
 
@@ -28,8 +28,8 @@ def runtime(tmp_path):
     registry = Registry()
 
     @step(name="Create", triggers=[http("POST", "/things", body=Body)], enqueues=["things"], registry=registry)
-    async def create(request: Request, ctx: Context) -> dict:
-        ctx.state.set("things", request.body.name, request.body.model_dump())
+    async def create(request: Request, ctx: AsyncContext) -> dict:
+        await ctx.state.set("things", request.body.name, request.body.model_dump())
         await ctx.enqueue("things", request.body)
         return {"status": 201, "body": request.body}
 

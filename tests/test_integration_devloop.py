@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conveyor import StateStore
+from conveyor import open_store
 from devtools.localnode import LocalNode
 from devtools.processes import Processes, free_port, wait_for, write_config
 from tests.flow_support import Management
@@ -23,13 +23,13 @@ from tests.flow_support import Management
 pytestmark = pytest.mark.integration
 
 FLOW = """
-from conveyor import Context, Request, cron, http, queue, step
+from conveyor import AsyncContext, Context, Request, cron, http, queue, step
 
 VERSION = {version}
 
 
 @step(name="Hello", triggers=[http("GET", "/hello")], enqueues=["dev.ping"])
-async def hello(request: Request, ctx: Context) -> dict:
+async def hello(request: Request, ctx: AsyncContext) -> dict:
     await ctx.enqueue("dev.ping", {{"sent": VERSION}})
     return {{"status": 200, "body": {{"version": VERSION}}}}
 
@@ -56,7 +56,7 @@ class DevProject:
         self.management = Management(node)
         self.management.create_vhost(self.vhost)
         self.port = free_port()
-        self.state = StateStore(base / "state.db")
+        self.state = open_store(base / "state.db")
         config = write_config(
             base / "config.toml",
             broker_url=f"amqp://guest:guest@127.0.0.1:{node.port}/{self.vhost}",

@@ -81,3 +81,36 @@ def test_a_failed_write_records_no_trigger(watched):
         runtime.state.update("jobs", "n", [{"type": "increment", "path": "count"}])
     assert len(payloads(runtime, "OnDone")) == queued
     assert runtime.state.pending_triggers() == []
+
+
+def test_a_becomes_trigger_fires_on_the_transition_only(tmp_path):
+    registry = Registry()
+    seen: list[StateChange] = []
+
+    @step(name="AuditActivation", triggers=[state("accounts", becomes={"status": "active"})], registry=registry)
+    def audit(change: StateChange, ctx: Context) -> None:
+        seen.append(change)
+
+    runtime = memory_runtime(tmp_path, registry)
+    runtime.state.set("accounts", "a", {"status": "pending", "email": "a@example.com"})
+    runtime.state.update("accounts", "a", {"status": "active"})  # becomes active: fires
+    runtime.state.update("accounts", "a", {"email": "new@example.com"})  # still active: nothing
+    runtime.state.update("accounts", "a", {"status": "suspended"})
+    runtime.state.update("accounts", "a", {"status": "active"})  # active anew: fires
+    runtime.state.set("accounts", "b", {"status": "active"})  # created active: fires
+    runtime.state.delete("accounts", "b")  # a deletion is no transition to active
+    with running_worker(runtime):
+        drain(runtime, "AuditActivation")
+    fired = sorted((c.key, str((c.old_value or {}).get("status"))) for c in seen)
+    assert fired == [("a", "pending"), ("a", "suspended"), ("b", "None")]
+
+
+def test_filter_and_becomes_combine():
+    trigger = state("accounts", filter={"plan": "pro"}, becomes={"status": "active"})
+    assert trigger.fires({"plan": "pro", "status": "new"}, {"plan": "pro", "status": "active"})
+    assert not trigger.fires({"plan": "free", "status": "new"}, {"plan": "free", "status": "active"})
+    assert not trigger.fires({"plan": "pro", "status": "active"}, {"plan": "pro", "status": "active", "x": 1})
+    # Without becomes, a filter fires on every matching write, the deletion of a match included.
+    plain = state("accounts", filter={"status": "active"})
+    assert plain.fires({"status": "active"}, {"status": "active", "x": 1})
+    assert plain.fires({"status": "active"}, None)

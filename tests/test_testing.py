@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from conveyor import (
+    AsyncContext,
     Context,
     ConveyorError,
     InvalidInput,
@@ -35,9 +36,9 @@ class Item(BaseModel):
 
 
 @step(name="Accept", triggers=[http("POST", "/items", body=Item)], enqueues=["item.accepted"])
-async def accept(request: Request, ctx: Context) -> dict[str, object]:
+async def accept(request: Request, ctx: AsyncContext) -> dict[str, object]:
     item: Item = request.body
-    ctx.state.set("items", item.id, item.model_dump())
+    await ctx.state.set("items", item.id, item.model_dump())
     await ctx.enqueue("item.accepted", item, priority="high")
     ctx.logger.info("Accepted", itemId=item.id)
     return {"status": 202, "body": {"id": item.id}}

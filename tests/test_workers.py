@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from conveyor import Context, Registry, UndeclaredTopicError, queue, step
+from conveyor import AsyncContext, Context, Registry, UndeclaredTopicError, queue, step
 from tests.helpers import drain, memory_runtime, payloads, running_worker
 
 
@@ -65,7 +65,7 @@ def test_enqueue_to_an_undeclared_topic_is_a_clear_error(tmp_path, registry):
 
 def test_async_handler_enqueues_and_chains(tmp_path, registry):
     @step(name="Start", triggers=[queue("start", input=Item)], enqueues=["next"], registry=registry)
-    async def start(item: Item, ctx: Context) -> None:
+    async def start(item: Item, ctx: AsyncContext) -> None:
         await ctx.enqueue("next", Item(id=item.id, n=item.n + 1))
 
     @step(name="Next", triggers=[queue("next", input=Item)], registry=registry)

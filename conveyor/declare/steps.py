@@ -166,3 +166,22 @@ def _check_signature(name: str, handler: Callable[..., Any]) -> None:
             f"step {name!r} in {where}: a handler is called as handler(input, ctx), "
             f"but its signature is {signature}; declare it as def handler(input, ctx)"
         )
+    if len(positional) >= 2:
+        _check_context_kind(name, where, handler, positional[1])
+
+
+def _check_context_kind(name: str, where: str, handler: Callable[..., Any], ctx: inspect.Parameter) -> None:
+    """An ``async def`` handler awaits its state calls (AsyncContext); a ``def`` handler does not (Context)."""
+    annotation = ctx.annotation
+    named = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    kind = named.rsplit(".", 1)[-1]
+    if inspect.iscoroutinefunction(handler) and kind == "Context":
+        raise StepDeclarationError(
+            f"step {name!r} in {where}: an async def handler gets an AsyncContext, whose state calls are "
+            f"awaited (await {ctx.name}.state.get(...)); annotate it as {ctx.name}: AsyncContext"
+        )
+    if not inspect.iscoroutinefunction(handler) and kind == "AsyncContext":
+        raise StepDeclarationError(
+            f"step {name!r} in {where}: a def handler gets a Context, whose state calls return at once; "
+            f"annotate it as {ctx.name}: Context, or make the handler async def"
+        )

@@ -50,12 +50,15 @@ class StateTrigger:
     """Run the step when a value in ``group`` is created, updated or deleted and matches.
 
     ``filter`` maps dotted paths to the values they must hold (in the new value; in the old
-    one for a deletion); ``condition(change, ctx)`` is checked on the worker before the handler.
+    one for a deletion): every matching write fires. ``becomes`` fires only on a transition:
+    the new value holds every pair and the old one (or a missing value) did not.
+    ``condition(change, ctx)`` is checked on the worker before the handler.
     """
 
     group: str
     filter: dict[str, Any] = field(default_factory=dict)
     condition: Condition | None = None
+    becomes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -63,15 +66,30 @@ class StateTrigger:
 
     def matches(self, value: Any) -> bool:
         """Does ``value`` hold every path/value pair of the filter?"""
-        for path, expected in self.filter.items():
-            current = value
-            for part in path.split("."):
-                if not isinstance(current, dict) or part not in current:
-                    return False
-                current = current[part]
-            if current != expected:
+        return _holds(value, self.filter)
+
+    def fires(self, old: Any, new: Any) -> bool:
+        """Does a change from ``old`` to ``new`` (``None``: missing) trigger the step?"""
+        if self.becomes:
+            return (
+                new is not None
+                and _holds(new, self.filter)
+                and _holds(new, self.becomes)
+                and not (old is not None and _holds(old, self.becomes))
+            )
+        return _holds(old if new is None else new, self.filter)
+
+
+def _holds(value: Any, pairs: dict[str, Any]) -> bool:
+    for path, expected in pairs.items():
+        current = value
+        for part in path.split("."):
+            if not isinstance(current, dict) or part not in current:
                 return False
-        return True
+            current = current[part]
+        if current != expected:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -123,15 +141,24 @@ def queue(topic: str, *, input: type[BaseModel] | None = None, condition: Condit
     return QueueTrigger(topic, input, condition)
 
 
-def state(group: str, *, filter: dict[str, Any] | None = None, condition: Condition | None = None) -> StateTrigger:
+def state(
+    group: str,
+    *,
+    filter: dict[str, Any] | None = None,
+    becomes: dict[str, Any] | None = None,
+    condition: Condition | None = None,
+) -> StateTrigger:
     """Trigger a step when state in ``group`` changes: ``state("messages", filter={"status": "processed"})``.
 
-    The handler's input is a :class:`~conveyor.state_changes.StateChange` (``group``, ``key``,
-    ``event``, ``old_value``, ``value``). The trigger travels through RabbitMQ like any message.
+    ``filter`` fires on every write whose value matches; ``becomes`` only when a value starts
+    to match: ``state("accounts", becomes={"status": "active"})`` fires when an account turns
+    active, and not on later writes to the active account. The handler's input is a
+    :class:`~conveyor.declare.state_changes.StateChange` (``group``, ``key``, ``event``,
+    ``old_value``, ``value``). The trigger travels through RabbitMQ like any message.
     """
     if not group:
         raise StepDeclarationError("state trigger needs a group name")
-    return StateTrigger(group, dict(filter or {}), condition)
+    return StateTrigger(group, dict(filter or {}), condition, dict(becomes or {}))
 
 
 def cron(expression: str) -> CronTrigger:

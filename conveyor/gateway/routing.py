@@ -12,11 +12,11 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..context import Context
+from ..context import AnyContext
 from ..declare.requests import Request
 from ..declare.steps import Step
 from ..declare.triggers import HttpTrigger
-from ..errors import PublishError
+from ..errors import PublishError, StateUnavailableError
 from ..tracing import current_trace_id
 from .errors import json_error
 from .parsing import BadRequest, check_path_params, read_body, read_query
@@ -30,7 +30,7 @@ Endpoint = Callable[[HTTPRequest], Awaitable[Response]]
 class ContextFactory(Protocol):
     """Makes the ``ctx`` of one request (the runtime's :meth:`~conveyor.runtime.Runtime.context`)."""
 
-    def __call__(self, step: Step, *, trace_id: str) -> Context: ...
+    def __call__(self, step: Step, *, trace_id: str) -> AnyContext: ...
 
 
 def path_route(path: str, endpoints: dict[str, Endpoint]) -> Route:
@@ -75,12 +75,15 @@ def step_endpoint(make_context: ContextFactory, step: Step, trigger: HttpTrigger
                 503,
                 "The request could not be queued: the message broker did not confirm it. Try again shortly.",
             )
+        except StateUnavailableError as exc:
+            logger.error("State store unreachable in step %s: %s", step.name, exc)
+            return json_error(503, "The state store is unreachable. Try again shortly.")
         return shape_response(result, trigger)
 
     return endpoint
 
 
-async def _call(step: Step, request: Request, ctx: Context) -> Any:
+async def _call(step: Step, request: Request, ctx: AnyContext) -> Any:
     handler: Callable[..., Any] = step.handler
     if step.is_async:
         awaitable: Awaitable[Any] = handler(request, ctx)

@@ -1,9 +1,10 @@
 """The state-trigger outbox: publish the triggers a write recorded, and sweep up what a crash left.
 
 A write to a watched group records one pending trigger per matching step in the same
-transaction (see :class:`~conveyor.store.sqlite.StateStore`). Right after the commit,
-:meth:`Outbox.publish` sends them and forgets those RabbitMQ confirmed; if the process dies
-first, :meth:`Outbox.sweep` (scheduled by the scheduler) sends them later.
+transaction (see :class:`~conveyor.store.StateStore`), claimed by the writing process. Right
+after the commit, :meth:`Outbox.publish` sends them and forgets those RabbitMQ confirmed; if
+the process dies first, :meth:`Outbox.sweep` (run by any number of schedulers) claims them
+once their claim has lapsed and sends them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import PublishError
-from .sqlite import PendingTrigger, StateStore
+from .base import CLAIM_LEASE, PendingTrigger, StateStore
 
 logger = logging.getLogger("conveyor.outbox")
 
@@ -63,10 +64,10 @@ class Outbox:
             self.store.triggers_published(done)
         return len(done)
 
-    def sweep(self, older_than: float = 10.0) -> int:
-        """Publish triggers a crash left behind (recorded over ``older_than`` seconds ago); returns how many."""
+    def sweep(self, older_than: float = CLAIM_LEASE) -> int:
+        """Publish triggers a crash left behind (claimed over ``older_than`` seconds ago); returns how many."""
         count = 0
-        while pending := self.store.pending_triggers(older_than=older_than):
+        while pending := self.store.claim_triggers(lease=older_than):
             published = self.publish(pending)
             count += published
             if published < len(pending):

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
-from ..context import Context
+from ..context import AnyContext, AsyncContext, Context
 from ..declare.state_changes import StateChange
 from ..declare.steps import Step, declared_step
 from ..errors import PublishError, StepDeclarationError
@@ -29,7 +29,7 @@ from ..gateway.errors import http_exception
 from ..gateway.middleware import GatewayMiddleware
 from ..gateway.routing import path_route, step_endpoint
 from ..messaging.priorities import resolve_priority
-from ..store import StateStore
+from ..store import AsyncStateStore, SqliteStateStore, StateStore
 from ..worker.actors import handler_input
 from ..worker.middleware import ConditionNotMet
 from .records import Enqueue, LogCapture, LogLine, Refusals, capturing_logs
@@ -128,8 +128,10 @@ class StepEnvironment:
         self._dir: Path | None = None
         if state is None:
             self._dir = Path(tempfile.mkdtemp(prefix="conveyor-step-"))
-            state = StateStore(self._dir / "state.db")
+            state = SqliteStateStore(self._dir / "state.db")
         self.state = state
+        #: ``self.state``, awaited: what ``async def`` handlers get as ``ctx.state``.
+        self.async_state = AsyncStateStore(state)
         self.publisher = RecordingPublisher(max_priority)
         self.log_level = log_level
         self._logs = LogCapture()
@@ -153,17 +155,18 @@ class StepEnvironment:
 
     def context(
         self, step: Step, *, trace_id: str | None = None, attempt: int | None = None, topic: str | None = None
-    ) -> Context:
-        """The ``ctx`` a run of ``step`` gets (a new message id each time)."""
-        return Context(
-            step,
-            state=self.state,
-            publisher=self.publisher,
-            trace_id=trace_id or uuid.uuid4().hex,
-            message_id=uuid.uuid4().hex if step.runs_on_workers else None,
-            attempt=attempt,
-            topic=topic,
-        )
+    ) -> AnyContext:
+        """The ``ctx`` a run of ``step`` gets (a new message id each time); async handlers get an AsyncContext."""
+        where: dict[str, Any] = {
+            "publisher": self.publisher,
+            "trace_id": trace_id or uuid.uuid4().hex,
+            "message_id": uuid.uuid4().hex if step.runs_on_workers else None,
+            "attempt": attempt,
+            "topic": topic,
+        }
+        if step.is_async:
+            return AsyncContext(step, state=self.async_state, **where)
+        return Context(step, state=self.state, **where)
 
     # -- queue, state and cron steps -------------------------------------------------------
 
@@ -229,7 +232,7 @@ class StepEnvironment:
 
     def _prepare(
         self, step: Step, data: Any, attempt: int, topic: str | None, trace_id: str | None
-    ) -> tuple[Any, Context] | None:
+    ) -> tuple[Any, AnyContext] | None:
         options = _message_options(step, data, topic)
         ctx = self.context(step, trace_id=trace_id, attempt=attempt, topic=options.get("topic"))
         try:
@@ -289,7 +292,7 @@ class StepEnvironment:
             raise crash
         return answer
 
-    def _http_context(self, step: Step, *, trace_id: str) -> Context:
+    def _http_context(self, step: Step, *, trace_id: str) -> AnyContext:
         return self.context(step, trace_id=trace_id)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -302,8 +305,10 @@ class StepEnvironment:
         return self.publisher.enqueued[enqueued:], self._logs.lines[logs:]
 
     def close(self) -> None:
-        """Remove the temp dir of the state store this environment made."""
+        """Stop the async state threads; remove the temp dir of the state store this environment made."""
+        self.async_state.close()
         if self._dir is not None:
+            self.state.close()
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 

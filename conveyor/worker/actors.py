@@ -9,7 +9,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from pydantic import BaseModel
 
-from ..context import Context
+from ..context import AnyContext
 from ..declare.state_changes import StateChange
 from ..declare.steps import Step
 from ..declare.triggers import Condition
@@ -20,7 +20,7 @@ from ..tracing import current_trace_id
 from .middleware import ConditionNotMet
 
 #: ``make_context(step, message)``: the context a handler gets for ``message`` (the composition root's).
-ContextFactory = Callable[[Step, "dramatiq.Message[Any] | None"], Context]
+ContextFactory = Callable[[Step, "dramatiq.Message[Any] | None"], AnyContext]
 
 #: Mistakes in the step's own code or input fail the same way on every attempt: no retries.
 MISTAKES = (InvalidInput, UndeclaredTopicError, StateOpError)
@@ -40,14 +40,14 @@ def declare_actor(
     )
 
 
-def _prepare(step: Step, make_context: ContextFactory, data: Any) -> tuple[Any, Context]:
+def _prepare(step: Step, make_context: ContextFactory, data: Any) -> tuple[Any, AnyContext]:
     message = CurrentMessage.get_current_message()
     ctx = make_context(step, message)
     current_trace_id.set(ctx.trace_id)
     return handler_input(step, message.options if message is not None else {}, data, ctx), ctx
 
 
-def handler_input(step: Step, options: dict[str, Any], data: Any, ctx: Context) -> Any:
+def handler_input(step: Step, options: dict[str, Any], data: Any, ctx: AnyContext) -> Any:
     """``data`` validated against the schema of the trigger that sent it (the message's ``topic`` or
     ``state_group`` option; none for cron); raises :class:`ConditionNotMet` when its condition is false."""
     model, condition = _input_rules(step, options)

@@ -8,13 +8,19 @@ those messages.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
 
 if TYPE_CHECKING:
     from ..store import StateStore
 
 #: The state group holding the records, keyed by message id.
 GROUP = "conveyor.dead-letters"
+
+#: A record lives as long as RabbitMQ keeps its message in the .XQ queue (7 days), then expires.
+RECORD_TTL = timedelta(milliseconds=DEAD_MESSAGE_TTL)
 
 
 class FailureRecords:
@@ -32,7 +38,7 @@ class FailureRecords:
 
     def save(self, record: dict[str, Any]) -> None:
         """Keep ``record`` under its ``messageId``, replacing an older one."""
-        self.state.set(GROUP, record["messageId"], record)
+        self.state.set(GROUP, record["messageId"], record, ttl=RECORD_TTL)
 
     def get(self, message_id: str) -> dict[str, Any] | None:
         """The record of ``message_id``, or ``None`` if none was kept."""

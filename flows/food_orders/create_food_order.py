@@ -6,7 +6,7 @@ import secrets
 import time
 from typing import Any
 
-from conveyor import Context, Request, http, now_iso, step
+from conveyor import AsyncContext, Request, http, now_iso, step
 
 from .types import Error, FoodOrderRequest, OrderAccepted, ProcessFoodOrderEvent
 
@@ -18,7 +18,7 @@ from .types import Error, FoodOrderRequest, OrderAccepted, ProcessFoodOrderEvent
     triggers=[http("POST", "/food-orders", body=FoodOrderRequest, responses={202: OrderAccepted, 400: Error})],
     enqueues=["process-food-order"],
 )
-async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+async def handler(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     body: FoodOrderRequest = request.body
     # The random suffix keeps two orders in the same millisecond apart (the seed's order-${Date.now()} would not).
     order_id = f"food-order-{int(time.time() * 1000)}-{secrets.token_hex(4)}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from conveyor import Context, PublishError, Request, http, step
+from conveyor import AsyncContext, PublishError, Request, http, step
 
 from .types import (
     EVENT_DATA,
@@ -44,7 +44,7 @@ from .types import (
     ],
     enqueues=list(HANDLED_EVENT_TYPES),
 )
-async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+async def handler(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     event_type = request.path_params["type"]
     if event_type not in EVENT_TYPES:
         return {"status": 404, "body": {"error": f"Unknown event type {event_type!r}", "eventTypes": EVENT_TYPES}}
@@ -63,21 +63,21 @@ async def handler(request: Request, ctx: Context) -> dict[str, Any]:
     now = int(time.time() * 1000)
     event = Event(id=f"evt-{now}-{secrets.token_hex(4)}", type=event_type, data=data, timestamp=now, source=body.source)
     group = EVENTS_GROUP.format(type=event_type)
-    _keep_for_replay(ctx, group, event)
+    await _keep_for_replay(ctx, group, event)
 
     handlers = 0
     if event_type in HANDLED_EVENT_TYPES:
         try:
             handlers = len(await ctx.enqueue(event_type, event))
         except PublishError:
-            ctx.state.delete(group, event.id)  # not published: the client gets a 503 and sends again
+            await ctx.state.delete(group, event.id)  # not published: the client gets a 503 and sends again
             raise
     ctx.logger.info("Event published", eventId=event.id, type=event_type, source=body.source, handlers=handlers)
     return {"status": 202, "body": EventPublished(eventId=event.id, type=event_type, handlers=handlers)}
 
 
-def _keep_for_replay(ctx: Context, group: str, event: Event) -> None:
-    ctx.state.set(group, event.id, event.model_dump(mode="json"))
-    stored = ctx.state.items(group)
+async def _keep_for_replay(ctx: AsyncContext, group: str, event: Event) -> None:
+    await ctx.state.set(group, event.id, event.model_dump(mode="json"))
+    stored = await ctx.state.items(group)
     for key, _ in stored[: max(0, len(stored) - EVENT_HISTORY)]:
-        ctx.state.delete(group, key)
+        await ctx.state.delete(group, key)

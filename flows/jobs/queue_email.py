@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor import Context, Request, http, step
+from conveyor import AsyncContext, Request, http, step
 
 from .types import EmailJob, Error, JobQueued, QueueEmailBody
 
@@ -16,7 +16,7 @@ from .types import EmailJob, Error, JobQueued, QueueEmailBody
     triggers=[http("POST", "/emails", body=QueueEmailBody, responses={202: JobQueued, 400: Error})],
     enqueues=["email.send"],
 )
-async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+async def handler(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     body: QueueEmailBody = request.body
     # The priority becomes the message's RabbitMQ priority: waiting high messages are delivered first.
     [job_id] = await ctx.enqueue("email.send", EmailJob(**body.model_dump()), priority=body.priority)

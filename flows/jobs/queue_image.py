@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor import Context, PublishError, Request, http, now_iso, step
+from conveyor import AsyncContext, PublishError, Request, http, now_iso, step
 
 from .types import IMAGES, Error, Image, ImageJob
 
@@ -16,14 +16,14 @@ from .types import IMAGES, Error, Image, ImageJob
     triggers=[http("POST", "/images", body=ImageJob, responses={202: Image, 400: Error})],
     enqueues=["image.process"],
 )
-async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+async def handler(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     job: ImageJob = request.body
     image = {"imageId": job.imageId, "operations": job.operations, "status": "queued", "queuedAt": now_iso()}
-    ctx.state.set(IMAGES, job.imageId, image)
+    await ctx.state.set(IMAGES, job.imageId, image)
     try:
         await ctx.enqueue("image.process", job)
     except PublishError:
-        ctx.state.delete(IMAGES, job.imageId)  # the client gets a 503 and sends again
+        await ctx.state.delete(IMAGES, job.imageId)  # the client gets a 503 and sends again
         raise
     ctx.logger.info("Image queued", imageId=job.imageId, operations=job.operations)
     return {"status": 202, "body": image, "headers": {"location": f"/images/{job.imageId}"}}

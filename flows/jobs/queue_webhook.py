@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from conveyor import Context, PublishError, Request, http, now_iso, step
+from conveyor import AsyncContext, PublishError, Request, http, now_iso, step
 
 from .types import WEBHOOK_DELIVERIES, Error, QueueWebhookBody, WebhookDelivery, WebhookJob
 
@@ -17,12 +17,12 @@ from .types import WEBHOOK_DELIVERIES, Error, QueueWebhookBody, WebhookDelivery,
     triggers=[http("POST", "/webhooks", body=QueueWebhookBody, responses={202: WebhookDelivery, 400: Error})],
     enqueues=["webhook.deliver"],
 )
-async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+async def handler(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     body: QueueWebhookBody = request.body
     delivery = WebhookDelivery(
         deliveryId=f"whd-{secrets.token_hex(6)}", url=str(body.url), status="queued", attempts=0, createdAt=now_iso()
     )
-    ctx.state.set(WEBHOOK_DELIVERIES, delivery.deliveryId, delivery.model_dump(exclude_none=True))
+    await ctx.state.set(WEBHOOK_DELIVERIES, delivery.deliveryId, delivery.model_dump(exclude_none=True))
     job = WebhookJob(
         deliveryId=delivery.deliveryId,
         url=delivery.url,
@@ -33,7 +33,7 @@ async def handler(request: Request, ctx: Context) -> dict[str, Any]:
     try:
         await ctx.enqueue("webhook.deliver", job)
     except PublishError:
-        ctx.state.delete(WEBHOOK_DELIVERIES, delivery.deliveryId)  # the client gets a 503 and sends again
+        await ctx.state.delete(WEBHOOK_DELIVERIES, delivery.deliveryId)  # the client gets a 503 and sends again
         raise
     ctx.logger.info("Webhook queued", deliveryId=delivery.deliveryId, url=delivery.url)
     return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conveyor import Context, now_iso, queue, step
+from conveyor import AsyncContext, now_iso, queue, step
 
 from .types import MESSAGES, WORK_MS, MessageProcessed, MessageSent, Priority, process_text
 
@@ -22,7 +22,7 @@ from .types import MESSAGES, WORK_MS, MessageProcessed, MessageSent, Priority, p
     enqueues=["message.processed"],
     dead_letter_queue="message.failed",
 )
-async def handler(message: MessageSent, ctx: Context) -> None:
+async def handler(message: MessageSent, ctx: AsyncContext) -> None:
     ctx.logger.info("Processing message", messageId=message.messageId, priority=message.priority, attempt=ctx.attempt)
     try:
         processed_text = process_text(message.text)
@@ -33,7 +33,7 @@ async def handler(message: MessageSent, ctx: Context) -> None:
         await ctx.enqueue(
             "message.processed", MessageProcessed(messageId=message.messageId, processedText=processed_text)
         )
-        ctx.state.update(
+        await ctx.state.update(
             MESSAGES,
             message.messageId,
             [
@@ -55,7 +55,7 @@ async def handler(message: MessageSent, ctx: Context) -> None:
     except Exception as exc:
         ctx.logger.error("Message processing failed", messageId=message.messageId, error=str(exc), attempt=ctx.attempt)
         try:
-            ctx.state.update(
+            await ctx.state.update(
                 MESSAGES,
                 message.messageId,
                 {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "failedAt": now_iso()},

@@ -6,7 +6,7 @@ import secrets
 import time
 from typing import Any
 
-from conveyor import Context, PublishError, Request, http, now_iso, step
+from conveyor import AsyncContext, PublishError, Request, http, now_iso, step
 
 from .types import MESSAGES, Error, MessageAccepted, MessageSent, SendMessageBody
 
@@ -18,13 +18,13 @@ from .types import MESSAGES, Error, MessageAccepted, MessageSent, SendMessageBod
     triggers=[http("POST", "/messages", body=SendMessageBody, responses={200: MessageAccepted, 400: Error})],
     enqueues=["message.sent"],
 )
-async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+async def handler(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     body: SendMessageBody = request.body
     message_id = f"msg-{int(time.time() * 1000)}-{secrets.token_hex(3)}"
     ctx.logger.info("Received message", messageId=message_id, priority=body.priority)
 
     # messageId is kept inside the value too: CleanupMessages and readers of the group find it there.
-    ctx.state.set(
+    await ctx.state.set(
         MESSAGES,
         message_id,
         {
@@ -45,6 +45,6 @@ async def handler(request: Request, ctx: Context) -> dict[str, Any]:
         )
     except PublishError:
         # The client gets a 503 and sends again: leave no pending message that nothing will process.
-        ctx.state.delete(MESSAGES, message_id)
+        await ctx.state.delete(MESSAGES, message_id)
         raise
     return {"status": 200, "body": {"messageId": message_id, "status": "enqueued"}}

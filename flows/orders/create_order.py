@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor import Context, PublishError, Request, http, now_iso, step
+from conveyor import AsyncContext, PublishError, Request, http, now_iso, step
 
 from .types import Error, Order, OrderItem
 
@@ -27,7 +27,7 @@ class CreateOrderBody(BaseModel):
     triggers=[http("POST", "/orders", body=CreateOrderBody, responses={200: Order, 400: Error})],
     enqueues=["process-order"],
 )
-async def handler(request: Request, ctx: Context) -> dict[str, Any]:
+async def handler(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     body: CreateOrderBody = request.body
     ctx.logger.info("Received new order", customerId=body.customerId, itemCount=len(body.items))
 
@@ -43,7 +43,7 @@ async def handler(request: Request, ctx: Context) -> dict[str, Any]:
         createdAt=now_iso(),
     )
     # Persist before enqueueing, so ProcessOrder always finds the order it updates.
-    ctx.state.set("orders", order_id, order.model_dump(mode="json", exclude_none=True))
+    await ctx.state.set("orders", order_id, order.model_dump(mode="json", exclude_none=True))
     try:
         await ctx.enqueue(
             "process-order",
@@ -57,7 +57,7 @@ async def handler(request: Request, ctx: Context) -> dict[str, Any]:
         )
     except PublishError:
         # The client gets a 503 and will retry: leave no pending order that nothing will process.
-        ctx.state.delete("orders", order_id)
+        await ctx.state.delete("orders", order_id)
         raise
     ctx.logger.info("Order created and enqueued", orderId=order_id)
     return {"status": 200, "body": order.model_dump(mode="json", exclude_none=True)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conveyor import Context, now_iso, queue, step
 
-from .types import NotificationEvent
+from .types import ONCE_TTL, NotificationEvent
 
 
 @step(
@@ -33,6 +33,7 @@ def handler(event: NotificationEvent, ctx: Context) -> None:
                 "sentAt": now_iso(),
                 "messageId": ctx.message_id,
             },
+            ttl=ONCE_TTL,
         )
     # In production this is where an email or SMS goes out (after the record, so it goes out once).
     print(f"\nNOTIFICATION to customer {event.customerId}: {event.message}\n", flush=True)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: How long the "done once" marks (inventory taken, notification sent) are kept. Longer than a
+#: message can come back: a retry waits at most minutes, and a dead message can be replayed
+#: from its step's .XQ queue for 7 days. Without it, one mark per order piles up forever.
+ONCE_TTL = timedelta(days=14)
 
 
 class OrderItem(BaseModel):

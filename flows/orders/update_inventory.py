@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from conveyor import Context, now_iso, queue, step
 
-from .types import InventoryEvent
+from .types import ONCE_TTL, InventoryEvent
 
 #: Orders whose stock was already taken, so a second message for one changes nothing.
 APPLIED = "inventory-applied"
@@ -47,5 +47,5 @@ def handler(event: InventoryEvent, ctx: Context) -> None:
             ctx.logger.info(
                 "Inventory updated", productId=item.productId, quantity=item.quantity, newStock=inventory["stock"]
             )
-        ctx.state.set(APPLIED, event.orderId, {"messageId": ctx.message_id, "at": now_iso()})
+        ctx.state.set(APPLIED, event.orderId, {"messageId": ctx.message_id, "at": now_iso()}, ttl=ONCE_TTL)
     ctx.logger.info("Inventory update completed", orderId=event.orderId)

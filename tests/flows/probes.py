@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from conveyor import Context, Request, StateChange, cron, http, queue, state, step
+from conveyor import AsyncContext, Context, Request, StateChange, cron, http, queue, state, step
 
 
 class Envelope(BaseModel):
@@ -28,7 +28,7 @@ class Probe(BaseModel):
     triggers=[http("POST", "/_test/enqueue/:topic", body=Envelope)],
     enqueues=["test.always-fails", "test.slow", "test.fanout", "test.ordered", "test.limited", "test.quick"],
 )
-async def enqueue(request: Request, ctx: Context) -> dict[str, Any]:
+async def enqueue(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     envelope: Envelope = request.body
     ids: list[str] = []
     for n in range(envelope.repeat):
@@ -85,8 +85,8 @@ def fanout_a(probe: Probe, ctx: Context) -> None:
 
 
 @step(name="FanoutB", triggers=[queue("test.fanout", input=Probe)])
-async def fanout_b(probe: Probe, ctx: Context) -> None:
-    ctx.state.set("fanout", f"B-{probe.id}", {"topic": ctx.topic})
+async def fanout_b(probe: Probe, ctx: AsyncContext) -> None:
+    await ctx.state.set("fanout", f"B-{probe.id}", {"topic": ctx.topic})
 
 
 @step(name="TestTick", triggers=[cron("0 0 1 1 *")])

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from conveyor import Context, Request, StateChange, cron, http, queue, state, step
+from conveyor import AsyncContext, Context, Request, StateChange, cron, http, queue, state, step
 
 
 class Toy(BaseModel):
@@ -19,7 +19,7 @@ class ToyId(BaseModel):
 
 
 @step(name="ReceiveToy", triggers=[http("POST", "/toys", body=Toy)], enqueues=["toy.pack"])
-async def receive(request: Request, ctx: Context) -> dict[str, Any]:
+async def receive(request: Request, ctx: AsyncContext) -> dict[str, Any]:
     await ctx.enqueue("toy.pack", request.body)
     return {"status": 202, "body": {"id": request.body.id}}
 
@@ -75,6 +75,6 @@ def echo(toy: ToyId, ctx: Context) -> None:
 
 
 @step(name="MarkToy", triggers=[queue("toy.mark", input=ToyId)])
-async def mark(toy: ToyId, ctx: Context) -> None:
+async def mark(toy: ToyId, ctx: AsyncContext) -> None:
     # A write on an event loop: its state trigger is published off the loop, after the handler returns.
-    ctx.state.set("toys", toy.id, {"stage": "shipped", "attempts": 1})
+    await ctx.state.set("toys", toy.id, {"stage": "shipped", "attempts": 1})

@@ -1,0 +1,131 @@
+"""The state calls of an ``async def`` handler: the same operations, awaited, never blocking the loop.
+
+Each call runs on the store's own threads; the event loop only awaits it. A transaction
+holds its connection across the awaits of its block, and every call of the block (in this
+task, or in tasks it starts) joins it::
+
+    async with ctx.state.transaction():
+        if await ctx.state.get("applied", order_id) is None:
+            await ctx.state.update("inventory", product_id, [{"type": "decrement", "path": "stock"}])
+            await ctx.state.set("applied", order_id, True, ttl=timedelta(days=14))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import concurrent.futures
+import contextvars
+import functools
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from .base import StateStore, Transaction, _current
+from .ops import Ops
+from .values import TTL
+
+T = TypeVar("T")
+
+
+class AsyncStateStore:
+    """:class:`~conveyor.store.StateStore`'s API as coroutines (``ctx.state`` in ``async def`` handlers).
+
+    Parameters:
+      store: the store the calls go to.
+      threads: how many calls may run at once (each holds a connection while it runs).
+    """
+
+    def __init__(self, store: StateStore, *, threads: int = 8) -> None:
+        self.store = store
+        self.threads = threads
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor_pid = 0
+        self._guard = threading.Lock()
+
+    async def get(self, group: str, key: str) -> Any | None:
+        """The value at ``group``/``key``, or ``None``."""
+        return await self._run(self.store.get, group, key)
+
+    async def set(self, group: str, key: str, value: Any, *, ttl: TTL | None = None) -> Any:
+        """Store ``value`` at ``group``/``key``; ``ttl`` (seconds or a timedelta) makes it expire."""
+        return await self._run(functools.partial(self.store.set, ttl=ttl), group, key, value)
+
+    async def update(self, group: str, key: str, ops: Ops, *, ttl: TTL | None = None) -> Any:
+        """Apply Motia's ops atomically and return the new value (see :meth:`StateStore.update`)."""
+        return await self._run(functools.partial(self.store.update, ttl=ttl), group, key, ops)
+
+    async def delete(self, group: str, key: str) -> Any | None:
+        """Remove ``group``/``key``; returns the value it held, or ``None``."""
+        return await self._run(self.store.delete, group, key)
+
+    async def list(self, group: str) -> builtins.list[Any]:
+        """Every value in ``group``, oldest key first."""
+        return await self._run(self.store.list, group)
+
+    async def items(self, group: str) -> builtins.list[tuple[str, Any]]:
+        """Every ``(key, value)`` in ``group``, oldest key first."""
+        return await self._run(self.store.items, group)
+
+    async def clear(self, group: str) -> int:
+        """Remove every value in ``group``; returns how many there were."""
+        return await self._run(self.store.clear, group)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """``async with ctx.state.transaction():`` makes the block's state calls one isolated change.
+
+        The same guarantees as :meth:`StateStore.transaction`. Keep the block short, and
+        await only state calls inside it: other writers of its keys wait for it.
+        """
+        joined = _current.get()
+        if joined is not None and joined.store is self.store:
+            yield
+            return
+        # The block's calls get a thread of their own: on the shared threads they could queue
+        # behind calls that wait for this very transaction's locks.
+        runner = concurrent.futures.ThreadPoolExecutor(1, "conveyor-state-transaction")
+        loop = asyncio.get_running_loop()
+        try:
+            tx: Transaction = await loop.run_in_executor(runner, self.store.begin)
+            tx.runner = runner
+            token = _current.set(tx)
+            try:
+                yield
+            except BaseException:
+                _current.reset(token)
+                rollback = functools.partial(self.store.finish, tx, commit=False)
+                await asyncio.shield(loop.run_in_executor(runner, rollback))
+                raise
+            _current.reset(token)
+            commit = functools.partial(self.store.finish, tx, commit=True)
+            await asyncio.shield(loop.run_in_executor(runner, commit))
+        finally:
+            runner.shutdown(wait=False)
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be read."""
+        await self._run(self.store.ping)
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        # The copied context carries the open transaction (and the trace id) into the thread.
+        context = contextvars.copy_context()
+        tx = _current.get()
+        runner = tx.runner if tx is not None and tx.store is self.store and tx.runner is not None else self._pool()
+        return await asyncio.get_running_loop().run_in_executor(runner, context.run, call, *args)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None or self._executor_pid != os.getpid():
+            with self._guard:
+                if self._executor is None or self._executor_pid != os.getpid():
+                    self._executor = concurrent.futures.ThreadPoolExecutor(self.threads, "conveyor-state")
+                    self._executor_pid = os.getpid()
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the threads (waiting for calls under way)."""
+        if self._executor is not None and self._executor_pid == os.getpid():
+            self._executor.shutdown(wait=True)
+        self._executor = None

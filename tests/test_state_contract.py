@@ -1,0 +1,386 @@
+"""The state store's contract, run against both backends (SQLite and a real PostgreSQL server), so they cannot drift."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from conveyor import StateConflictError, StateKeyError, StateOpError, StateStore, StateValueError, open_store
+from conveyor.store import MAX_NAME_LENGTH, AsyncStateStore
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+
+
+@pytest.fixture(params=BACKENDS)
+def where(request, tmp_path) -> str:
+    """Where a fresh, empty store lives: a SQLite path, or a PostgreSQL URL (tables emptied)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    server = request.getfixturevalue("postgres")
+    with psycopg.connect(server.url, autocommit=True) as db:
+        exists = db.execute("SELECT to_regclass('state') IS NOT NULL").fetchone()[0]
+        if exists:
+            db.execute("TRUNCATE state, outbox")
+    return server.url
+
+
+@pytest.fixture
+def store(where) -> Iterator[StateStore]:
+    opened = open_store(where)
+    yield opened
+    opened.close()
+
+
+# -- the operations -------------------------------------------------------------------------------
+
+
+def test_set_get_items_delete_clear(store):
+    assert store.get("g", "missing") is None
+    assert store.set("g", "a", {"n": 1}) == {"n": 1}
+    store.set("g", "b", [1, "two", None, 3.5, True])
+    store.set("other", "a", "x")
+    store.update("g", "a", [{"type": "increment", "path": "n"}])  # an update keeps a key's place
+    assert store.items("g") == [("a", {"n": 2}), ("b", [1, "two", None, 3.5, True])]
+    assert store.list("g") == [{"n": 2}, [1, "two", None, 3.5, True]]
+    assert store.groups() == [("g", 2), ("other", 1)]
+    assert store.delete("g", "a") == {"n": 2}
+    assert store.delete("g", "a") is None
+    assert store.clear("g") == 1
+    assert store.list("g") == [] and store.get("other", "a") == "x"
+
+
+def test_update_applies_every_op_and_starts_from_empty(store):
+    assert store.update("c", "k", [{"type": "increment", "path": "n", "by": 5}]) == {"n": 5}
+    value = store.update(
+        "c",
+        "k",
+        [
+            {"type": "decrement", "path": "n", "by": 9, "min": 0},
+            {"type": "set", "path": "a.b", "value": "deep"},
+            {"type": "merge", "value": {"m": 1}},
+            {"type": "remove", "path": "m"},
+        ],
+    )
+    assert value == {"n": 0, "a": {"b": "deep"}}
+    assert store.update("c", "k", {"plain": "dict merges"}) == {"n": 0, "a": {"b": "deep"}, "plain": "dict merges"}
+    assert store.get("c", "k") == value | {"plain": "dict merges"}
+
+
+def test_a_failed_update_changes_nothing(store):
+    store.set("c", "k", {"n": "text"})
+    with pytest.raises(StateOpError):
+        store.update("c", "k", [{"type": "increment", "path": "n"}])
+    assert store.get("c", "k") == {"n": "text"}
+
+
+def test_a_transaction_is_all_or_nothing_and_sees_its_own_writes(store):
+    store.set("stock", "p", {"n": 5})
+    with pytest.raises(RuntimeError), store.transaction():
+        store.update("stock", "p", [{"type": "decrement", "path": "n"}])
+        store.set("applied", "o-1", True)
+        with store.transaction():  # a nested block joins the outer one
+            assert store.get("stock", "p") == {"n": 4}
+            assert store.items("applied") == [("o-1", True)]
+        raise RuntimeError("crash mid-way")
+    assert store.get("stock", "p") == {"n": 5}
+    assert store.get("applied", "o-1") is None
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+
+
+def _increment_many(where: str, times: int) -> None:
+    with open_store(where) as store:
+        for _ in range(times):
+            store.update("counters", "shared", [{"type": "increment", "path": "n"}])
+
+
+def _run_processes(target, args_list: list[tuple]) -> None:
+    # Forked, so that a test starts dozens in well under a second; each opens its own store after the fork.
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=target, args=args) for args in args_list]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+
+
+def test_concurrent_increments_from_many_processes_lose_nothing(where):
+    open_store(where).close()
+    _run_processes(_increment_many, [(where, 200)] * 6)
+    with open_store(where) as store:
+        assert store.get("counters", "shared") == {"n": 6 * 200}
+
+
+def test_first_writes_of_a_missing_key_from_many_threads_lose_nothing(store):
+    """Read-then-write in a transaction, on a key no row holds yet: nothing may read "missing" twice."""
+
+    def add_one() -> None:
+        with store.transaction():
+            current = store.get("counters", "fresh")
+            store.set("counters", "fresh", {"n": (current or {"n": 0})["n"] + 1})
+
+    threads = [threading.Thread(target=add_one) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert store.get("counters", "fresh") == {"n": 16}
+
+
+def _take_once(where: str, order: str) -> None:
+    with open_store(where) as store, store.transaction():
+        if store.get("applied", order):
+            return
+        store.update("stock", "p", [{"type": "decrement", "path": "n"}])
+        store.set("applied", order, True)
+
+
+def test_a_transaction_makes_an_effect_happen_once_across_processes(where):
+    with open_store(where) as store:
+        store.set("stock", "p", {"n": 100})
+    # Each order is "delivered" three times, by three processes at once.
+    _run_processes(_take_once, [(where, f"o{i % 10}") for i in range(30)])
+    with open_store(where) as store:
+        assert store.get("stock", "p") == {"n": 90}
+
+
+def test_blocks_crossing_keys_never_leave_half_a_change(store):
+    """Two blocks taking two keys in opposite orders: PostgreSQL aborts one (a deadlock), SQLite runs them in turn."""
+    store.set("acct", "a", {"n": 100})
+    store.set("acct", "b", {"n": 100})
+    outcomes: list[str] = []
+    both_read = threading.Barrier(2, timeout=0.5)
+
+    def move(source: str, target: str) -> None:
+        try:
+            with store.transaction():
+                store.update("acct", source, [{"type": "decrement", "path": "n", "by": 10}])
+                try:
+                    both_read.wait()
+                except threading.BrokenBarrierError:
+                    pass  # SQLite: the other block waits for this one to finish
+                store.update("acct", target, [{"type": "increment", "path": "n", "by": 10}])
+            outcomes.append("committed")
+        except StateConflictError:
+            outcomes.append("deadlock")
+
+    threads = [threading.Thread(target=move, args=pair) for pair in (("a", "b"), ("b", "a"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert "committed" in outcomes and len(outcomes) == 2
+    total = store.get("acct", "a")["n"] + store.get("acct", "b")["n"]
+    assert total == 200  # money neither made nor lost, whichever way it went
+
+
+def _open_and_write(where: str, start: float, name: str) -> None:
+    while time.time() < start:
+        time.sleep(0.001)
+    with open_store(where) as store:
+        store.set("boot", name, True)
+
+
+def test_many_processes_opening_a_new_store_at_once_all_start(tmp_path, where):
+    """Ten rounds of eight processes making the same new store at the same instant (a fleet's first start)."""
+    for round_number in range(10):
+        if where.startswith("postgresql"):
+            target = where.rsplit("/", 1)[0] + f"/fresh{round_number}"
+            with psycopg.connect(where, autocommit=True) as db:
+                db.execute(f"DROP DATABASE IF EXISTS fresh{round_number}")
+                db.execute(f"CREATE DATABASE fresh{round_number}")
+        else:
+            target = str(tmp_path / f"fresh-{round_number}" / "state.db")
+        start = time.time() + 0.2
+        _run_processes(_open_and_write, [(target, start, f"{i}") for i in range(8)])
+        with open_store(target) as store:
+            assert len(store.items("boot")) == 8
+
+
+# -- time to live ---------------------------------------------------------------------------------
+
+
+def test_a_key_with_a_time_to_live_reads_as_missing_once_it_passes(store):
+    store.set("marks", "short", {"v": 1}, ttl=0.3)
+    store.set("marks", "long", {"v": 2}, ttl=timedelta(hours=1))
+    store.set("marks", "forever", {"v": 3})
+    store.update("marks", "long", [{"type": "increment", "path": "v"}])  # keeps its time to live
+    assert store.get("marks", "short") == {"v": 1}
+    time.sleep(0.4)
+    assert store.get("marks", "short") is None
+    assert store.items("marks") == [("long", {"v": 3}), ("forever", {"v": 3})]
+    assert store.update("marks", "short", [{"type": "increment", "path": "v"}]) == {"v": 1}  # starts afresh
+    store.set("marks", "gone", 1, ttl=0.01)
+    store.update("marks", "long", [{"type": "increment", "path": "v"}], ttl=0.01)
+    time.sleep(0.05)
+    assert store.remove_expired() == 2
+    assert store.items("marks") == [("forever", {"v": 3}), ("short", {"v": 1})]
+
+
+def test_a_time_to_live_must_be_positive(store):
+    with pytest.raises(ValueError, match="ttl"):
+        store.set("marks", "k", 1, ttl=0)
+
+
+# -- what the store refuses, the same on both backends --------------------------------------------
+
+
+def test_names_that_cannot_be_stored_are_refused_naming_group_and_key(store):
+    with pytest.raises(StateKeyError, match="group must not be empty"):
+        store.set("", "k", 1)
+    with pytest.raises(StateKeyError, match=f"limit is {MAX_NAME_LENGTH}"):
+        store.set("g", "k" * (MAX_NAME_LENGTH + 1), 1)
+    with pytest.raises(StateKeyError, match="NUL"):
+        store.get("g", "a\x00b")
+    store.set("g", "k" * MAX_NAME_LENGTH, 1)
+    assert store.get("g", "k" * MAX_NAME_LENGTH) == 1
+
+
+def test_a_value_json_cannot_hold_is_refused_naming_group_and_key(store):
+    with pytest.raises(StateValueError, match="'orders' key 'o-1'.*model_dump"):
+        store.set("orders", "o-1", {"at": object()})
+    with pytest.raises(StateValueError, match="'orders' key 'o-2'"):
+        store.set("orders", "o-2", {"n": float("nan")})
+    assert store.items("orders") == []
+
+
+def test_any_json_string_round_trips_a_nul_included(store):
+    value = {"text": "before\x00after", "emoji": "\U0001f600", "quote": "'\"", "ctrl": "\x01\x1f"}
+    store.set("g", "k", value)
+    assert store.get("g", "k") == value
+    assert store.update("g", "k", [{"type": "set", "path": "more", "value": "\x00"}])["more"] == "\x00"
+
+
+# -- the outbox -----------------------------------------------------------------------------------
+
+
+def test_a_watched_write_records_its_trigger_with_the_write_and_only_if_it_commits(store):
+    store.watchers = {"orders": [("Audit", lambda old, new: True)]}
+    committed: list = []
+    store.on_commit = committed.extend
+    store.set("orders", "o-1", {"status": "new"})
+    assert [t.change["event"] for t in committed] == ["created"]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.update("orders", "o-1", {"status": "paid"})
+        raise RuntimeError("rolled back")
+    assert len(committed) == 1 and len(store.pending_triggers()) == 1
+
+
+def test_concurrent_sweeps_never_claim_a_trigger_twice(store):
+    store.watchers = {"orders": [("Audit", lambda old, new: True)]}
+    for i in range(200):
+        store.set("orders", f"o-{i}", {"i": i})
+    time.sleep(2.1)  # the writer's own claims (made at the write) lapse
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def sweep() -> None:
+        while batch := store.claim_triggers(lease=2.0, limit=7):
+            with lock:
+                claimed.extend(t.id for t in batch)
+
+    threads = [threading.Thread(target=sweep) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(claimed) == sorted({t.id for t in store.pending_triggers()})  # each exactly once
+    store.triggers_published(claimed)
+    assert store.pending_triggers() == []
+
+
+# -- the async API --------------------------------------------------------------------------------
+
+
+def test_the_async_api_does_what_the_sync_one_does(store):
+    async def scenario() -> None:
+        state = AsyncStateStore(store)
+        await state.set("g", "a", {"n": 1}, ttl=60)
+        assert await state.update("g", "a", [{"type": "increment", "path": "n"}]) == {"n": 2}
+        async with state.transaction():
+            assert await state.get("g", "a") == {"n": 2}
+            await state.set("g", "b", True)
+        with pytest.raises(KeyError):
+            async with state.transaction():
+                await state.delete("g", "a")
+                raise KeyError("rolled back")
+        assert await state.items("g") == [("a", {"n": 2}), ("b", True)]
+        assert await state.clear("g") == 2
+        state.close()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_async_transactions_on_one_key_lose_nothing(store):
+    async def scenario() -> None:
+        state = AsyncStateStore(store, threads=4)
+
+        async def add_one() -> None:
+            async with state.transaction():
+                current = await state.get("counters", "async")
+                await asyncio.sleep(0)  # let the other tasks run inside their blocks
+                await state.set("counters", "async", (current or 0) + 1)
+
+        await asyncio.wait_for(asyncio.gather(*(add_one() for _ in range(20))), 60)
+        assert await state.get("counters", "async") == 20
+        state.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_awaited_call_waiting_on_a_lock_leaves_the_event_loop_free(store, where):
+    """Another process holds the write lock for 0.5 s: the loop keeps ticking while the write waits."""
+    store.set("g", "k", 0)
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold_the_lock() -> None:
+        if where.startswith("postgresql"):
+            with psycopg.connect(where) as db:
+                db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("g\x1fk",))
+                held.set()
+                release.wait(10)
+        else:
+            db = sqlite3.connect(where, isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")
+            held.set()
+            release.wait(10)
+            db.execute("COMMIT")
+            db.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert held.wait(10)
+
+    async def scenario() -> int:
+        state = AsyncStateStore(store)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        asyncio.get_running_loop().call_later(0.5, release.set)
+        await state.set("g", "k", 1)  # waits until the holder lets go
+        ticking.cancel()
+        state.close()
+        return ticks
+
+    ticks = asyncio.run(scenario())
+    holder.join(10)
+    assert store.get("g", "k") == 1
+    # About 100 ticks if nothing blocks the loop; none while the write waits if something does.
+    assert ticks >= 20, f"the loop ticked {ticks} times in 0.5 s: the waiting write blocked it"
