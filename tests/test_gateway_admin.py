@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import pytest
 from starlette.testclient import TestClient
 
-from conveyor import ConfigError, Context, Registry, Request, http, queue, step
+from conveyor import AsyncContext, ConfigError, Context, Registry, Request, http, queue, step
 from conveyor.gateway import build_app
 from conveyor.gateway.admin import presented_key
 from devtools.processes import wait_for
@@ -181,3 +182,26 @@ def test_the_key_appears_in_no_process_log(system):
     assert "Refused GET /_admin/stats" in system.log("gateway")
     for name in ("gateway", "workers"):
         assert KEY not in system.log(name)
+
+
+def test_the_loop_probe_shows_a_handler_that_blocks_the_event_loop(tmp_path):
+    registry = Registry()
+
+    @step(name="Blocks", triggers=[http("POST", "/blocks")], registry=registry)
+    async def blocks(request: Request, ctx: AsyncContext) -> dict:
+        time.sleep(0.3)  # the mistake the probe is there to show: a blocking call in an async def handler
+        return {"status": 200, "body": {}}
+
+    runtime = memory_runtime(tmp_path, registry, f'[admin]\napi_key = "{KEY}"\n')
+    with TestClient(build_app(runtime)) as client:
+        headers = {"X-API-Key": KEY}
+        assert client.post("/_admin/loop/reset", headers=headers).json()["lag_ms"]["samples"] == 0
+        assert client.post("/blocks").status_code == 200
+        wait_for(
+            lambda: client.get("/_admin/loop", headers=headers).json()["lag_ms"]["max"] >= 250,
+            10,
+            what="the probe to see the 300 ms the loop was blocked",
+        )
+        figures = client.get("/_admin/loop", headers=headers).json()
+        assert figures["lag_ms"]["samples"] >= 1 and figures["interval_ms"] == 20
+        assert client.get("/_admin/loop").status_code == 401

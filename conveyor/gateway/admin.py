@@ -11,6 +11,8 @@ is set; without a key every ``/_admin`` path answers 404. Every request must car
     POST   /_admin/dead-letters/{step}/replay              every dead message of the step
     POST   /_admin/dead-letters/{step}/{messageId}/replay
     DELETE /_admin/dead-letters/{step}                     purge, for good
+    GET    /_admin/loop                                    the event loop's lag (see loop_lag.py)
+    POST   /_admin/loop/reset
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..ops.dlq import DeadLetterQueue
 from ..ops.queue_stats import queue_stats
 from ..runtime import Runtime
 from .errors import json_error
+from .loop_lag import LoopLag
 from .routing import path_route
 
 logger = logging.getLogger("conveyor.gateway.admin")
@@ -53,9 +56,18 @@ _STATUS: tuple[tuple[type[ConveyorError], int], ...] = (
 )
 
 
-def admin_app(runtime: Runtime, api_key: str) -> ASGIApp:
+def admin_app(runtime: Runtime, api_key: str, loop_lag: LoopLag | None = None) -> ASGIApp:
     """The admin endpoints behind :class:`APIKeyAuth`, to mount at ``/_admin``."""
     admin = _Endpoints(runtime)
+    lag = loop_lag or LoopLag()
+
+    async def loop_figures(request: Request) -> Response:
+        return JSONResponse(lag.figures())
+
+    async def loop_reset(request: Request) -> Response:
+        lag.reset()
+        return JSONResponse(lag.figures())
+
     routes = [
         path_route("/stats", {"GET": admin.stats}),
         path_route("/dead-letters", {"GET": admin.overview}),
@@ -63,6 +75,8 @@ def admin_app(runtime: Runtime, api_key: str) -> ASGIApp:
         path_route("/dead-letters/{step}/replay", {"POST": admin.replay_all}),
         path_route("/dead-letters/{step}/{message_id}", {"GET": admin.show}),
         path_route("/dead-letters/{step}/{message_id}/replay", {"POST": admin.replay}),
+        path_route("/loop", {"GET": loop_figures}),
+        path_route("/loop/reset", {"POST": loop_reset}),
     ]
     return APIKeyAuth(Router(routes), api_key=api_key)
 

@@ -15,6 +15,7 @@ from .admin import admin_app
 from .errors import http_exception
 from .health import health_endpoint
 from .lifespan import publisher_lifespan
+from .loop_lag import LoopLag
 from .middleware import GatewayMiddleware
 from .openapi import openapi_route
 from .routing import Endpoint, path_route, step_endpoint
@@ -43,10 +44,11 @@ def build_app(runtime: Runtime) -> Starlette:
                 raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {owners[key]} and {step.name}")
             owners[key] = step.name
             by_path.setdefault(trigger.path, {})[trigger.method] = step_endpoint(runtime.context, step, trigger)
+    loop_lag = LoopLag()
     routes: list[BaseRoute] = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
     routes.append(openapi_route(runtime))
     if runtime.config.admin.api_key:
-        routes.append(Mount(ADMIN_PREFIX, app=admin_app(runtime, runtime.config.admin.api_key), name="admin"))
+        routes.append(Mount(ADMIN_PREFIX, app=admin_app(runtime, runtime.config.admin.api_key, loop_lag), name="admin"))
     else:
         logger.info(
             "The %s endpoints are off: set [admin] api_key or CONVEYOR_ADMIN_KEY to turn them on.", ADMIN_PREFIX
@@ -56,5 +58,5 @@ def build_app(runtime: Runtime) -> Starlette:
         routes=routes,
         middleware=[Middleware(GatewayMiddleware, max_body_size=runtime.config.gateway.max_body_size)],
         exception_handlers={HTTPException: http_exception},
-        lifespan=publisher_lifespan(runtime),
+        lifespan=publisher_lifespan(runtime, loop_lag),
     )
