@@ -28,6 +28,14 @@ from .values import TTL, check_names, decode, encode, expiry
 #: ``fires(old_value, new_value) -> bool`` for one watching step (``None``: missing).
 Matcher = Callable[[Any, Any], bool]
 
+#: Write a value; a key written after it expired starts afresh, at the end of its group's order.
+UPSERT = (
+    "INSERT INTO state (grp, key, value, updated_at, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (grp, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, "
+    "expires_at = excluded.expires_at, created_at = CASE WHEN state.expires_at <= excluded.updated_at "
+    "THEN excluded.created_at ELSE state.created_at END"
+)
+
 #: How long a published-but-unconfirmed trigger stays claimed before a sweep may take it.
 CLAIM_LEASE = 10.0
 
@@ -187,9 +195,10 @@ class StateStore(abc.ABC):
         expires_at = expiry(ttl)
         with self._writing() as tx:
             self._lock(tx.connection, group, key)
-            row = self._row(tx.connection, group, key, writing=True)
+            row = self._row(tx.connection, group, key)
             old = decode(row[0]) if row else None
-            new = apply_ops(old, ops)
+            # A watched group compares old with new: the ops then work on a copy of their own.
+            new = apply_ops(decode(row[0]) if row and group in self.watchers else old, ops, in_place=True)
             if expires_at is None and row:
                 expires_at = row[1]
             self._write(tx.connection, group, key, encode(group, key, new), expires_at)
@@ -216,7 +225,7 @@ class StateStore(abc.ABC):
         check_names(group)
         statement = self._sql(
             "SELECT key, value FROM state WHERE grp = ? AND (expires_at IS NULL OR expires_at > ?) "
-            f"ORDER BY {self._seq}"
+            f"ORDER BY COALESCE(created_at, 0), {self._seq}"
         )
         tx = self._joined()
         if tx is None:
@@ -338,15 +347,11 @@ class StateStore(abc.ABC):
 
     # -- rows ------------------------------------------------------------------------------------
 
-    def _row(self, db: Any, group: str, key: str, *, writing: bool = False) -> tuple[str, float | None] | None:
+    def _row(self, db: Any, group: str, key: str) -> tuple[str, float | None] | None:
         row = db.execute(
             self._sql("SELECT value, expires_at FROM state WHERE grp = ? AND key = ?"), (group, key)
         ).fetchone()
-        if row is None:
-            return None
-        if row[1] is not None and row[1] <= time.time():
-            if writing:  # the key is written anew: it takes a new place in its group, as a new key does
-                db.execute(self._sql("DELETE FROM state WHERE grp = ? AND key = ?"), (group, key))
+        if row is None or (row[1] is not None and row[1] <= time.time()):
             return None
         return row[0], row[1]
 
@@ -355,14 +360,8 @@ class StateStore(abc.ABC):
         return decode(row[0]) if row else None
 
     def _write(self, db: Any, group: str, key: str, text: str, expires_at: float | None) -> None:
-        db.execute(
-            self._sql(
-                "INSERT INTO state (grp, key, value, updated_at, expires_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (grp, key) DO UPDATE SET value = excluded.value, "
-                "updated_at = excluded.updated_at, expires_at = excluded.expires_at"
-            ),
-            (group, key, text, time.time(), expires_at),
-        )
+        now = time.time()
+        db.execute(self._sql(UPSERT), (group, key, text, now, expires_at, now))
 
     def _changed(self, tx: Transaction, group: str, key: str, old: Any, new: Any) -> None:
         watchers = self.watchers.get(group)

@@ -14,8 +14,10 @@ Ops = Sequence[Mapping[str, Any]] | Mapping[str, Any]
 OP_TYPES = ("set", "merge", "increment", "decrement", "remove")
 
 
-def apply_ops(value: Any, ops: Ops) -> Any:
-    """Return a new value with ``ops`` applied in order; ``value`` is left untouched.
+def apply_ops(value: Any, ops: Ops, *, in_place: bool = False) -> Any:
+    """Return a new value with ``ops`` applied in order; ``value`` is left untouched unless ``in_place``.
+
+    ``in_place`` skips the copy, for a value nobody else holds (one just decoded from JSON).
 
     >>> apply_ops({"stock": 5}, [{"type": "decrement", "path": "stock", "by": 2}])
     {'stock': 3}
@@ -24,7 +26,10 @@ def apply_ops(value: Any, ops: Ops) -> Any:
     """
     if isinstance(ops, Mapping):
         ops = [{"type": "merge", "value": ops}]
-    result = copy.deepcopy(value) if value is not None else {}
+    if value is None:
+        result: Any = {}
+    else:
+        result = value if in_place else copy.deepcopy(value)
     for op in ops:
         result = _apply(result, op)
     return result

@@ -33,10 +33,11 @@ _SCHEMA = (
         value text NOT NULL,
         updated_at double precision NOT NULL,
         expires_at double precision,
+        created_at double precision,
         seq   bigint GENERATED ALWAYS AS IDENTITY,
         PRIMARY KEY (grp, key)
     )""",
-    "CREATE INDEX IF NOT EXISTS state_group_order ON state (grp, seq)",
+    "CREATE INDEX IF NOT EXISTS state_group_order ON state (grp, created_at, seq)",
     "CREATE INDEX IF NOT EXISTS state_expiry ON state (expires_at) WHERE expires_at IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS outbox (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,5 +1,9 @@
 """The SQLite backend: the state in one file (WAL), shared by the processes of one host.
 
+A ``set``, ``update`` or ``delete`` outside any transaction, in a group no state trigger
+watches, is one statement: the file is locked for that statement alone. (``update`` runs the
+ops inside the statement, through a function registered on the connection.)
+
 SQLite lets one writer at a time into the file. Left to itself, every thread that finds the
 file locked sleeps in SQLite's busy handler, whose sleeps grow to 100 ms, so writers pile up
 while the lock sits free. Here the threads of a process queue on a lock of their own (a
@@ -17,10 +21,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import StateUnavailableError
-from .base import StateStore
+from .base import UPSERT, StateStore
+from .ops import Ops, apply_ops
+from .values import TTL, check_names, decode, encode, expiry
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS state (
@@ -29,6 +35,7 @@ _SCHEMA = (
         value TEXT NOT NULL,
         updated_at REAL NOT NULL,
         expires_at REAL,
+        created_at REAL,
         PRIMARY KEY (grp, key)
     )""",
     """CREATE TABLE IF NOT EXISTS outbox (
@@ -41,7 +48,11 @@ _SCHEMA = (
     )""",
 )
 #: Columns added since the first release, for files an older Conveyor made.
-_ADDED_COLUMNS = (("state", "expires_at", "REAL"), ("outbox", "claimed_at", "REAL NOT NULL DEFAULT 0"))
+_ADDED_COLUMNS = (
+    ("state", "expires_at", "REAL"),
+    ("state", "created_at", "REAL"),
+    ("outbox", "claimed_at", "REAL NOT NULL DEFAULT 0"),
+)
 _INDEXES = ("CREATE INDEX IF NOT EXISTS state_expiry ON state (expires_at) WHERE expires_at IS NOT NULL",)
 
 #: The longest pause between two tries for the file lock another process holds.
@@ -52,6 +63,15 @@ _MAX_PAUSE = 0.004
 _inherited: list[object] = []
 
 
+#: Update a live key in one statement; ``conveyor_apply`` runs the ops on the stored value.
+_UPDATE_ALONE = (
+    "UPDATE state SET value = conveyor_apply(value), updated_at = ?, expires_at = COALESCE(?, expires_at) "
+    "WHERE grp = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?) RETURNING value"
+)
+_GET = "SELECT value, expires_at FROM state WHERE grp = ? AND key = ?"
+_DELETE_ALONE = "DELETE FROM state WHERE grp = ? AND key = ? RETURNING value, expires_at"
+
+
 class _ProcessConnections:
     """The connections of one process (a forked child makes its own)."""
 
@@ -60,7 +80,20 @@ class _ProcessConnections:
         self.writer = threading.Lock()
         # The one connection that writes, used under `writer` only: it never waits inside SQLite.
         self.write_connection = store._connect(timeout=0)
+        self.write_connection.create_function("conveyor_apply", 1, self._apply, deterministic=True)
         self.readers = threading.local()
+        #: What the running one-statement update applies: (group, key, ops), and what it raised.
+        self.applying: tuple[str, str, Ops] | None = None
+        self.failure: BaseException | None = None
+
+    def _apply(self, text: str) -> str:
+        assert self.applying is not None
+        group, key, ops = self.applying
+        try:
+            return encode(group, key, apply_ops(decode(text), ops, in_place=True))
+        except Exception as exc:  # SQLite would report only "user-defined function raised exception"
+            self.failure = exc
+            raise
 
 
 class SqliteStateStore(StateStore):
@@ -92,6 +125,78 @@ class SqliteStateStore(StateStore):
         if connections is not None and connections.pid == os.getpid():
             connections.write_connection.close()
 
+    # -- one-statement writes ------------------------------------------------------------------
+
+    def get(self, group: str, key: str) -> Any | None:
+        if self._joined() is not None:
+            return super().get(group, key)
+        check_names(group, key)
+        row = self._read_connection().execute(_GET, (group, key)).fetchone()
+        if row is None or (row[1] is not None and row[1] <= time.time()):
+            return None
+        return decode(row[0])
+
+    def set(self, group: str, key: str, value: Any, *, ttl: TTL | None = None) -> Any:
+        if self._joined() is not None or group in self.watchers:
+            return super().set(group, key, value, ttl=ttl)
+        check_names(group, key)
+        text, expires_at, now = encode(group, key, value), expiry(ttl), time.time()
+        self._alone(UPSERT, (group, key, text, now, expires_at, now))
+        return value
+
+    def update(self, group: str, key: str, ops: Ops, *, ttl: TTL | None = None) -> Any:
+        if self._joined() is not None or group in self.watchers:
+            return super().update(group, key, ops, ttl=ttl)
+        check_names(group, key)
+        now = time.time()
+        rows = self._alone(_UPDATE_ALONE, (now, expiry(ttl), group, key, now), applying=(group, key, ops))
+        if not rows:  # a missing (or expired) key: the ops start from {} in a transaction of their own
+            return super().update(group, key, ops, ttl=ttl)
+        return decode(rows[0][0])
+
+    def delete(self, group: str, key: str) -> Any | None:
+        if self._joined() is not None or group in self.watchers:
+            return super().delete(group, key)
+        check_names(group, key)
+        rows = self._alone(_DELETE_ALONE, (group, key))
+        if not rows or (rows[0][1] is not None and rows[0][1] <= time.time()):
+            return None
+        return decode(rows[0][0])
+
+    def _alone(
+        self, statement: str, params: tuple[Any, ...], *, applying: tuple[str, str, Ops] | None = None
+    ) -> list[Any]:
+        """Run one write statement in a transaction of its own; its rows (from RETURNING)."""
+        connections = self._process()
+        if not connections.writer.acquire(timeout=self.busy_timeout):
+            raise StateUnavailableError(
+                f"{self.describe()}: waited {self.busy_timeout:.0f}s for another thread's write to finish"
+            )
+        try:
+            connections.applying, connections.failure = applying, None
+            deadline, pause = time.monotonic() + self.busy_timeout, 0.0002
+            while True:
+                try:
+                    return connections.write_connection.execute(statement, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if connections.failure is not None:
+                        raise connections.failure from None
+                    self._wait_for_file(exc, deadline, pause)
+                    pause = min(pause * 2, _MAX_PAUSE)
+        finally:
+            connections.applying = connections.failure = None
+            connections.writer.release()
+
+    def _wait_for_file(self, exc: sqlite3.OperationalError, deadline: float, pause: float) -> None:
+        """Re-raise ``exc`` unless it is another process holding the file; else pause before the next try."""
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise exc
+        if time.monotonic() > deadline:
+            raise StateUnavailableError(
+                f"{self.describe()}: another process held its write lock for over {self.busy_timeout:.0f}s"
+            ) from exc
+        time.sleep(pause * (0.5 + random.random()))
+
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self, *, timeout: float) -> sqlite3.Connection:
@@ -113,12 +218,15 @@ class SqliteStateStore(StateStore):
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
+        yield self._read_connection()
+
+    def _read_connection(self) -> sqlite3.Connection:
         readers = self._process().readers
         db: sqlite3.Connection | None = getattr(readers, "db", None)
         if db is None:
             # Readers never wait for writers under WAL; the timeout covers SQLite's rare recovery locks.
             db = readers.db = self._connect(timeout=self.busy_timeout)
-        yield db
+        return db
 
     def _begin(self) -> sqlite3.Connection:
         connections = self._process()
@@ -148,20 +256,13 @@ class SqliteStateStore(StateStore):
 
     def _lock_file(self, db: sqlite3.Connection, statement: str = "BEGIN IMMEDIATE") -> None:
         """Run ``statement`` (which takes the file's write lock), trying again while another process holds it."""
-        deadline = time.monotonic() + self.busy_timeout
-        pause = 0.0002
+        deadline, pause = time.monotonic() + self.busy_timeout, 0.0002
         while True:
             try:
                 db.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() > deadline:
-                    raise StateUnavailableError(
-                        f"{self.describe()}: another process held its write lock for over {self.busy_timeout:.0f}s"
-                    ) from exc
-            time.sleep(pause * (0.5 + random.random()))
+                self._wait_for_file(exc, deadline, pause)
             pause = min(pause * 2, _MAX_PAUSE)
 
     def _prepare(self) -> None:

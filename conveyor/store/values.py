@@ -16,8 +16,22 @@ MAX_NAME_LENGTH = 512
 TTL = float | timedelta
 
 
+#: Compact JSON, refusing NaN and infinities (which JSON has no words for). Made once: json.dumps
+#: with options other than its defaults builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def check_names(group: str, key: str | None = None) -> None:
     """Raise :class:`StateKeyError` unless ``group`` (and ``key``) can be stored on every backend."""
+    if (
+        type(group) is str
+        and type(key) is str
+        and 0 < len(group) <= MAX_NAME_LENGTH
+        and 0 < len(key) <= MAX_NAME_LENGTH
+        and "\x00" not in group
+        and "\x00" not in key
+    ):
+        return  # the usual case, checked in one go
     _check_name("group", group, group, key)
     if key is not None:
         _check_name("key", key, group, key)
@@ -44,7 +58,7 @@ def encode(group: str, key: str, value: Any) -> str:
     store any JSON string as it came.
     """
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise StateValueError(
             f"state {group!r} key {key!r}: the value cannot be stored as JSON ({exc}). Store plain dicts, "
