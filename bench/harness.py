@@ -201,8 +201,13 @@ class Harness:
             raise BenchError("the node is not started")
         return with_heartbeat(self.node.url, HEARTBEAT)
 
-    def write_config(self, *, flows: list[str], log_level: str = "INFO", extra: str = "") -> Path:
-        """Write the benchmark's config file and point ``CONVEYOR_CONFIG`` at it (here and in children)."""
+    def write_config(
+        self, *, flows: list[str], log_level: str = "INFO", extra: str = "", state_url: str | None = None
+    ) -> Path:
+        """Write the benchmark's config file and point ``CONVEYOR_CONFIG`` at it (here and in children).
+
+        With ``state_url`` (``postgresql://...``) the state goes to that database instead of the SQLite file.
+        """
         processes.write_config(
             self.config_path,
             broker_url=self.broker_url,
@@ -211,6 +216,7 @@ class Harness:
             flows=flows,
             heartbeat=HEARTBEAT,
             log_level=log_level,
+            state_url=state_url,
             extra=extra,
         )
         self.processes.env["CONVEYOR_CONFIG"] = str(self.config_path)

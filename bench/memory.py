@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
             bench.start_gateway("gateway")
             time.sleep(args.settle)
-            figures["gateway"] = _memory(bench.processes["gateway"].pid)
+            figures["gateway"] = _memory(bench.processes.running["gateway"].pid)
             note(f"gateway: {figures['gateway']['rss_mb']} MB")
             bench.stop("gateway")
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.start("echo", "-m", "bench.echo_app", "--host", HOST, "--port", str(port))
             bench.wait_http("echo", f"http://{HOST}:{port}/orders", method="POST")
             time.sleep(args.settle)
-            figures["echo_app"] = _memory(bench.processes["echo"].pid)
+            figures["echo_app"] = _memory(bench.processes.running["echo"].pid)
             bench.stop("echo")
     except BenchError as exc:
         print(f"memory: {exc}", file=sys.stderr)

@@ -133,10 +133,11 @@ async def _post_orders(url: str, orders: int, concurrency: int, *, deadline: flo
 def _cpu(bench: Harness) -> dict[str, float]:
     """CPU seconds used so far by the gateway, the workers, RabbitMQ and this client (the load generator)."""
     node = bench.node_pid()
+    workers = bench.processes.running["workers"].pid
     return {
-        "gateway": cpu_seconds(bench.processes["gateway"].pid),
+        "gateway": cpu_seconds(bench.processes.running["gateway"].pid),
         # The dramatiq master too: it writes the worker processes' log lines.
-        "workers": cpu_seconds(bench.processes["workers"].pid) + tree_cpu(bench.processes["workers"].pid),
+        "workers": cpu_seconds(workers) + tree_cpu(workers),
         "rabbitmq": cpu_seconds(node) if node is not None else 0.0,
         "client": time.process_time(),
     }

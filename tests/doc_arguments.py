@@ -25,6 +25,7 @@ MODULES = {
     "devtools.launcher",
     "devtools.localnode",
     "bench.worker_throughput",
+    "bench.orders",
     "bench.pipeline",
     "bench.gateway",
     "bench.memory",
