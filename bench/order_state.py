@@ -33,6 +33,9 @@ class SqliteReader:
         row = self.db.execute(f"SELECT count(*) FROM {self.table} WHERE grp = 'notifications'").fetchone()
         return int(row[0])
 
+    def orders(self) -> int:
+        return int(self.db.execute(f"SELECT count(*) FROM {self.table} WHERE grp = 'orders'").fetchone()[0])
+
     def failed_notifications(self) -> int:
         query = f"SELECT count(*) FROM {self.table} WHERE grp = 'notifications' AND value ->> '$.status' = 'failed'"
         return int(self.db.execute(query).fetchone()[0])
@@ -65,6 +68,9 @@ class RuntimeStoreReader:
 
     def notifications(self) -> int:
         return len(self.store.list("notifications"))
+
+    def orders(self) -> int:
+        return dict(self.store.groups()).get("orders", 0)
 
     def failed_notifications(self) -> int:
         return sum(1 for value in self.store.list("notifications") if value.get("status") == "failed")

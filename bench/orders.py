@@ -18,7 +18,8 @@ on PostgreSQL too, a fresh database per run). For each: the products' stock is s
 1. ``--orders`` POSTs from ``--concurrency`` keep-alive connections while the workers run; the
    clock stops when every accepted order has its notification stored (orders/s end to end,
    POST requests/s and p50/p99, CPU per order by process);
-2. ``--post-seconds`` of POSTs on as many connections, workers running (requests/s, p99);
+2. ``--post-seconds`` of POSTs from wrk on as many connections, workers running (requests/s,
+   p50/p99): wrk's CPU is a fraction of the httpx client's, so the systems get the cores;
 3. once everything drained (every notification stored, the system's queues empty), the stock of
    each product against the stock the orders should have left: ``lost_decrements``.
 
