@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from conveyor import StateConflictError, StateKeyError, StateOpError, StateStore, StateValueError, open_store
-from conveyor.store import MAX_NAME_LENGTH, AsyncStateStore
+from conveyor.store import MAX_NAME_LENGTH, AsyncStateStore, SqliteStateStore
+from conveyor.store.base import WouldWait
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 
@@ -384,3 +385,28 @@ def test_an_awaited_call_waiting_on_a_lock_leaves_the_event_loop_free(store, whe
     assert store.get("g", "k") == 1
     # About 100 ticks if nothing blocks the loop; none while the write waits if something does.
     assert ticks >= 20, f"the loop ticked {ticks} times in 0.5 s: the waiting write blocked it"
+
+
+def test_sqlite_calls_made_at_once_never_wait_and_change_nothing_when_they_would(tmp_path):
+    """What the async API tries on the event loop first: a write that would wait for the file gives up at once."""
+    store = SqliteStateStore(tmp_path / "state.db")
+    store.set("g", "k", {"n": 1})
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with store.at_once():
+        assert store.get("g", "k") == {"n": 1}  # readers never wait under WAL
+        for attempt in (
+            lambda: store.set("g", "k", {"n": 2}),
+            lambda: store.update("g", "k", [{"type": "increment", "path": "n"}]),
+            lambda: store.delete("g", "k"),
+        ):
+            with pytest.raises(WouldWait):
+                attempt()
+    assert time.monotonic() - started < 1  # and gave up without sleeping in between
+    holder.execute("COMMIT")
+    holder.close()
+    with store.at_once():
+        assert store.update("g", "k", [{"type": "increment", "path": "n"}]) == {"n": 2}
+    assert store.get("g", "k") == {"n": 2}
+    store.checkpoint()

@@ -1,6 +1,8 @@
 """The state calls of an ``async def`` handler: the same operations, awaited, never blocking the loop.
 
-Each call runs on the store's own threads; the event loop only awaits it. A transaction
+A call that can finish without waiting runs at once (SQLite: the write lock is free, and a
+statement takes tens of microseconds); any other runs on the store's own threads, and the
+event loop only awaits it. PostgreSQL calls always go to the threads. A transaction
 holds its connection across the awaits of its block, and every call of the block (in this
 task, or in tasks it starts) joins it::
 
@@ -23,11 +25,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from .base import StateStore, Transaction, _current
+from .base import StateStore, Transaction, WouldWait, _current
 from .ops import Ops
 from .values import TTL
 
 T = TypeVar("T")
+
+#: Calls made at once between two checkpoints of the SQLite file (which those calls skip).
+CHECKPOINT_EVERY = 500
 
 
 class AsyncStateStore:
@@ -44,34 +49,35 @@ class AsyncStateStore:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_pid = 0
         self._guard = threading.Lock()
+        self._written_at_once = 0
 
     async def get(self, group: str, key: str) -> Any | None:
         """The value at ``group``/``key``, or ``None``."""
-        return await self._run(self.store.get, group, key)
+        return await self._call(self.store.get, group, key)
 
     async def set(self, group: str, key: str, value: Any, *, ttl: TTL | None = None) -> Any:
         """Store ``value`` at ``group``/``key``; ``ttl`` (seconds or a timedelta) makes it expire."""
-        return await self._run(functools.partial(self.store.set, ttl=ttl), group, key, value)
+        return await self._call(functools.partial(self.store.set, ttl=ttl), group, key, value)
 
     async def update(self, group: str, key: str, ops: Ops, *, ttl: TTL | None = None) -> Any:
         """Apply Motia's ops atomically and return the new value (see :meth:`StateStore.update`)."""
-        return await self._run(functools.partial(self.store.update, ttl=ttl), group, key, ops)
+        return await self._call(functools.partial(self.store.update, ttl=ttl), group, key, ops)
 
     async def delete(self, group: str, key: str) -> Any | None:
         """Remove ``group``/``key``; returns the value it held, or ``None``."""
-        return await self._run(self.store.delete, group, key)
+        return await self._call(self.store.delete, group, key)
 
     async def list(self, group: str) -> builtins.list[Any]:
         """Every value in ``group``, oldest key first."""
-        return await self._run(self.store.list, group)
+        return await self._call(self.store.list, group)
 
     async def items(self, group: str) -> builtins.list[tuple[str, Any]]:
         """Every ``(key, value)`` in ``group``, oldest key first."""
-        return await self._run(self.store.items, group)
+        return await self._call(self.store.items, group)
 
     async def clear(self, group: str) -> int:
         """Remove every value in ``group``; returns how many there were."""
-        return await self._run(self.store.clear, group)
+        return await self._call(self.store.clear, group)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -108,6 +114,22 @@ class AsyncStateStore:
     async def ping(self) -> None:
         """Raise if the store cannot be read."""
         await self._run(self.store.ping)
+
+    async def _call(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` at once if it need not wait, else on the store's threads."""
+        at_once = getattr(self.store, "at_once", None)
+        if at_once is not None and _current.get() is None:
+            try:
+                with at_once():
+                    result = call(*args)
+            except WouldWait:
+                pass
+            else:
+                self._written_at_once += 1
+                if self._written_at_once % CHECKPOINT_EVERY == 0:
+                    self._pool().submit(self.store.checkpoint)  # type: ignore[attr-defined]
+                return result
+        return await self._run(call, *args)
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         # The copied context carries the open transaction (and the trace id) into the thread.

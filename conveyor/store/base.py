@@ -40,6 +40,10 @@ UPSERT = (
 CLAIM_LEASE = 10.0
 
 
+class WouldWait(Exception):
+    """A call made "at once" (on an event loop) would have had to wait; it changed nothing."""
+
+
 @dataclass(frozen=True)
 class PendingTrigger:
     """A state trigger recorded with its write and not yet published."""
