@@ -28,24 +28,33 @@ APPLIED = "inventory-applied"
 )
 def handler(event: InventoryEvent, ctx: Context) -> None:
     ctx.logger.info("Updating inventory", orderId=event.orderId, itemCount=len(event.items))
+    updated: list[tuple[str, int, int]] = []
+    untracked: list[str] = []
+    # Only state calls inside the block: other writers wait while it runs, so the log lines come after.
     with ctx.state.transaction():
         if ctx.state.get(APPLIED, event.orderId) is not None:
-            ctx.logger.info("Inventory already updated for this order; nothing to do", orderId=event.orderId)
-            return
-        for item in event.items:
-            if ctx.state.get("inventory", item.productId) is None:
-                ctx.logger.info("Product stock is not tracked; skipping", productId=item.productId)
-                continue
-            inventory = ctx.state.update(
-                "inventory",
-                item.productId,
-                [
-                    {"type": "decrement", "path": "stock", "by": item.quantity, "min": 0},
-                    {"type": "set", "path": "lastUpdated", "value": now_iso()},
-                ],
-            )
-            ctx.logger.info(
-                "Inventory updated", productId=item.productId, quantity=item.quantity, newStock=inventory["stock"]
-            )
-        ctx.state.set(APPLIED, event.orderId, {"messageId": ctx.message_id, "at": now_iso()}, ttl=ONCE_TTL)
+            already = True
+        else:
+            already = False
+            for item in event.items:
+                if ctx.state.get("inventory", item.productId) is None:
+                    untracked.append(item.productId)
+                    continue
+                inventory = ctx.state.update(
+                    "inventory",
+                    item.productId,
+                    [
+                        {"type": "decrement", "path": "stock", "by": item.quantity, "min": 0},
+                        {"type": "set", "path": "lastUpdated", "value": now_iso()},
+                    ],
+                )
+                updated.append((item.productId, item.quantity, inventory["stock"]))
+            ctx.state.set(APPLIED, event.orderId, {"messageId": ctx.message_id, "at": now_iso()}, ttl=ONCE_TTL)
+    if already:
+        ctx.logger.info("Inventory already updated for this order; nothing to do", orderId=event.orderId)
+        return
+    for product_id in untracked:
+        ctx.logger.info("Product stock is not tracked; skipping", productId=product_id)
+    for product_id, quantity, stock in updated:
+        ctx.logger.info("Inventory updated", productId=product_id, quantity=quantity, newStock=stock)
     ctx.logger.info("Inventory update completed", orderId=event.orderId)
