@@ -16,7 +16,7 @@ from ..context import AnyContext
 from ..declare.requests import Request
 from ..declare.steps import Step
 from ..declare.triggers import HttpTrigger
-from ..errors import PublishError, StateUnavailableError
+from ..errors import PublishError, StateKeyError, StateUnavailableError
 from ..tracing import current_trace_id
 from .errors import json_error
 from .parsing import BadRequest, check_path_params, read_body, read_query
@@ -75,6 +75,11 @@ def step_endpoint(make_context: ContextFactory, step: Step, trigger: HttpTrigger
                 503,
                 "The request could not be queued: the message broker did not confirm it. Try again shortly.",
             )
+        except StateKeyError as exc:
+            # A name the store cannot hold (a NUL, an empty or over-long key), most often taken
+            # from the request: the same 400 on every backend, where PostgreSQL would fail.
+            logger.warning("Step %s: %s", step.name, exc)
+            return json_error(400, str(exc))
         except StateUnavailableError as exc:
             logger.error("State store unreachable in step %s: %s", step.name, exc)
             return json_error(503, "The state store is unreachable. Try again shortly.")

@@ -14,7 +14,7 @@ from ..declare.state_changes import StateChange
 from ..declare.steps import Step
 from ..declare.triggers import Condition
 from ..declare.validation import parse_input
-from ..errors import InvalidInput, StateOpError, UndeclaredTopicError
+from ..errors import InvalidInput, StateKeyError, StateOpError, StateValueError, UndeclaredTopicError
 from ..settings import StepSettings
 from ..tracing import current_trace_id
 from .middleware import ConditionNotMet
@@ -23,7 +23,7 @@ from .middleware import ConditionNotMet
 ContextFactory = Callable[[Step, "dramatiq.Message[Any] | None"], AnyContext]
 
 #: Mistakes in the step's own code or input fail the same way on every attempt: no retries.
-MISTAKES = (InvalidInput, UndeclaredTopicError, StateOpError)
+MISTAKES = (InvalidInput, UndeclaredTopicError, StateOpError, StateKeyError, StateValueError)
 
 
 def declare_actor(
