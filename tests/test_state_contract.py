@@ -95,6 +95,39 @@ def test_a_transaction_is_all_or_nothing_and_sees_its_own_writes(store):
     assert store.get("applied", "o-1") is None
 
 
+def test_create_stores_only_where_nothing_is(store):
+    assert store.create("marks", "o-1", {"by": "first"}) is True
+    assert store.create("marks", "o-1", {"by": "second"}) is False
+    assert store.get("marks", "o-1") == {"by": "first"}
+    store.set("marks", "short", 1, ttl=0.05)
+    time.sleep(0.1)
+    assert store.create("marks", "short", 2) is True  # an expired key holds nothing
+    assert store.items("marks") == [("o-1", {"by": "first"}), ("short", 2)]
+    store.watchers = {"marks": [("Audit", lambda old, new: True)]}
+    store.on_commit = lambda pending: None
+    assert store.create("marks", "o-2", 3) is True and store.create("marks", "o-2", 4) is False
+    assert [t.change["event"] for t in store.pending_triggers()] == ["created"]
+
+
+def test_of_many_threads_creating_one_key_exactly_one_wins(store):
+    wins: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(12, timeout=10)
+
+    def race(n: int) -> None:
+        start.wait()
+        won = store.create("marks", "contested", {"by": n})
+        with lock:
+            wins.append(won)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(wins) == [False] * 11 + [True]
+
+
 # -- concurrency ----------------------------------------------------------------------------------
 
 
@@ -307,6 +340,7 @@ def test_the_async_api_does_what_the_sync_one_does(store):
     async def scenario() -> None:
         state = AsyncStateStore(store)
         await state.set("g", "a", {"n": 1}, ttl=60)
+        assert await state.create("g", "a", {"n": 0}) is False
         assert await state.update("g", "a", [{"type": "increment", "path": "n"}]) == {"n": 2}
         async with state.transaction():
             assert await state.get("g", "a") == {"n": 2}

@@ -63,6 +63,10 @@ class AsyncStateStore:
         """Apply Motia's ops atomically and return the new value (see :meth:`StateStore.update`)."""
         return await self._call(functools.partial(self.store.update, ttl=ttl), group, key, ops)
 
+    async def create(self, group: str, key: str, value: Any, *, ttl: TTL | None = None) -> bool:
+        """Store ``value`` only if ``group``/``key`` holds nothing; ``True`` if it was stored."""
+        return await self._call(functools.partial(self.store.create, ttl=ttl), group, key, value)
+
     async def delete(self, group: str, key: str) -> Any | None:
         """Remove ``group``/``key``; returns the value it held, or ``None``."""
         return await self._call(self.store.delete, group, key)

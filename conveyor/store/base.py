@@ -209,6 +209,24 @@ class StateStore(abc.ABC):
             self._changed(tx, group, key, old, new)
         return new
 
+    def create(self, group: str, key: str, value: Any, *, ttl: TTL | None = None) -> bool:
+        """Store ``value`` at ``group``/``key`` only if it holds nothing; ``True`` if it was stored.
+
+        One atomic step, for "do this once" marks: of many callers, exactly one gets ``True``::
+
+            if not ctx.state.create("notifications", notification_id, record, ttl=timedelta(days=14)):
+                return  # already sent
+        """
+        check_names(group, key)
+        text, expires_at = encode(group, key, value), expiry(ttl)
+        with self._writing() as tx:
+            self._lock(tx.connection, group, key)
+            if self._row(tx.connection, group, key) is not None:
+                return False
+            self._write(tx.connection, group, key, text, expires_at)
+            self._changed(tx, group, key, None, value)
+        return True
+
     def delete(self, group: str, key: str) -> Any | None:
         """Remove ``group``/``key``; returns the value it held, or ``None``."""
         check_names(group, key)

@@ -1,6 +1,6 @@
 """The SQLite backend: the state in one file (WAL), shared by the processes of one host.
 
-A ``set``, ``update`` or ``delete`` outside any transaction, in a group no state trigger
+A ``set``, ``create``, ``update`` or ``delete`` outside any transaction, in a group no state trigger
 watches, is one statement: the file is locked for that statement alone. (``update`` runs the
 ops inside the statement, through a function registered on the connection.)
 
@@ -71,6 +71,13 @@ _inherited: list[object] = []
 _UPDATE_ALONE = (
     "UPDATE state SET value = conveyor_apply(value), updated_at = ?, expires_at = COALESCE(?, expires_at) "
     "WHERE grp = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?) RETURNING value"
+)
+#: Insert a key that holds nothing (or whose value expired); a row comes back only if it was written.
+_CREATE_ALONE = (
+    "INSERT INTO state (grp, key, value, updated_at, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (grp, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, "
+    "expires_at = excluded.expires_at, created_at = excluded.created_at "
+    "WHERE state.expires_at <= excluded.updated_at RETURNING 1"
 )
 _GET = "SELECT value, expires_at FROM state WHERE grp = ? AND key = ?"
 _DELETE_ALONE = "DELETE FROM state WHERE grp = ? AND key = ? RETURNING value, expires_at"
@@ -201,6 +208,13 @@ class SqliteStateStore(StateStore):
         if not rows:  # a missing (or expired) key: the ops start from {} in a transaction of their own
             return super().update(group, key, ops, ttl=ttl)
         return decode(rows[0][0])
+
+    def create(self, group: str, key: str, value: Any, *, ttl: TTL | None = None) -> bool:
+        if self._joined() is not None or group in self.watchers:
+            return super().create(group, key, value, ttl=ttl)
+        check_names(group, key)
+        text, expires_at, now = encode(group, key, value), expiry(ttl), time.time()
+        return bool(self._alone(_CREATE_ALONE, (group, key, text, now, expires_at, now)))
 
     def delete(self, group: str, key: str) -> Any | None:
         if self._joined() is not None or group in self.watchers:

@@ -16,25 +16,25 @@ from .types import ONCE_TTL, NotificationEvent
 def handler(event: NotificationEvent, ctx: Context) -> None:
     ctx.logger.info("Sending notification", orderId=event.orderId, customerId=event.customerId, status=event.status)
     # One notification per order and status: a redelivered or re-sent message finds it and stops.
+    # create() stores it only if none is there, in one step: of two deliveries, one gets True.
     notification_id = f"notif-{event.orderId}-{event.status}"
-    with ctx.state.transaction():
-        if ctx.state.get("notifications", notification_id) is not None:
-            ctx.logger.info("Notification already sent", notificationId=notification_id)
-            return
-        ctx.state.set(
-            "notifications",
-            notification_id,
-            {
-                "id": notification_id,
-                "orderId": event.orderId,
-                "customerId": event.customerId,
-                "status": event.status,
-                "message": event.message,
-                "sentAt": now_iso(),
-                "messageId": ctx.message_id,
-            },
-            ttl=ONCE_TTL,
-        )
+    created = ctx.state.create(
+        "notifications",
+        notification_id,
+        {
+            "id": notification_id,
+            "orderId": event.orderId,
+            "customerId": event.customerId,
+            "status": event.status,
+            "message": event.message,
+            "sentAt": now_iso(),
+            "messageId": ctx.message_id,
+        },
+        ttl=ONCE_TTL,
+    )
+    if not created:
+        ctx.logger.info("Notification already sent", notificationId=notification_id)
+        return
     # In production this is where an email or SMS goes out (after the record, so it goes out once).
     print(f"\nNOTIFICATION to customer {event.customerId}: {event.message}\n", flush=True)
     ctx.logger.info("Notification sent", notificationId=notification_id, orderId=event.orderId)
