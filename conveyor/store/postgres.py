@@ -52,6 +52,9 @@ _SCHEMA = (
 #: Serialises the schema's creation: concurrent CREATE ... IF NOT EXISTS can still collide.
 _SCHEMA_LOCK = 0x636F6E76  # "conv"
 
+#: How long a call waits for a connection while the server is known to be down (seconds).
+DOWN_TIMEOUT = 1.0
+
 #: A transaction left open this long by a frozen process is ended by the server, freeing its locks.
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 
@@ -137,6 +140,8 @@ class PostgresStateStore(StateStore):
         self._pool_pid = 0
         self._statements: dict[str, str] = {}
         self._schema_ready = False
+        #: Set when a connection could not be had, until one can: calls then wait DOWN_TIMEOUT at most.
+        self._down = False
 
     def describe(self) -> str:
         parts = conninfo_to_dict(self.url)
@@ -157,6 +162,7 @@ class PostgresStateStore(StateStore):
             with psycopg.connect(self.url, autocommit=True, connect_timeout=3) as connection:
                 self._make_schema(connection)
         except psycopg.OperationalError as exc:
+            self._down = True
             reason = " ".join(str(exc).split())  # libpq's message spans lines
             raise StateUnavailableError(f"{self.describe()}: {reason}") from exc
 
@@ -211,12 +217,18 @@ class PostgresStateStore(StateStore):
     def _connection(self, timeout: float | None = None) -> psycopg.Connection[Any]:
         pool = self._pool_here()
         wait = self.timeout if timeout is None else timeout
+        if self._down:
+            # The server was unreachable a moment ago: fail fast (an HTTP client gets its 503 at
+            # once) rather than let every call wait out the full timeout.
+            wait = min(wait, DOWN_TIMEOUT)
         try:
             connection = pool.getconn(timeout=wait)
         except PoolTimeout as exc:
+            self._down = True
             raise StateUnavailableError(
                 f"{self.describe()}: no connection within {wait:g}s; is the server running?"
             ) from exc
+        self._down = False
         if not self._schema_ready:
             try:
                 self._make_schema(connection)
