@@ -11,6 +11,7 @@ import pytest
 
 from devtools.localnode import LocalNode, free_node_ports, rabbitmq_installed
 from devtools.postgres import INSTALL_HINT, PostgresServer, postgres_installed
+from tests.state_backends import store, where  # noqa: F401 - the state contract tests' two backends
 
 #: Fixtures that start real servers or processes: a test using one (even through another
 #: fixture) is an integration test, and `pytest -m "not integration"` leaves it out.

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .async_state import AsyncStateStore
-from .base import PendingTrigger, StateStore
+from .base import StateStore
 from .sqlite import SqliteStateStore
+from .transactions import PendingTrigger
 from .values import MAX_NAME_LENGTH, TTL
 
 __all__ = [

@@ -25,8 +25,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from .base import StateStore, Transaction, WouldWait, _current
+from .base import StateStore
 from .ops import Ops
+from .transactions import Transaction, WouldWait, current_transaction
 from .values import TTL
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ class AsyncStateStore:
         The same guarantees as :meth:`StateStore.transaction`. Keep the block short, and
         await only state calls inside it: other writers of its keys wait for it.
         """
-        joined = _current.get()
+        joined = current_transaction.get()
         if joined is not None and joined.store is self.store:
             yield
             return
@@ -101,15 +102,15 @@ class AsyncStateStore:
         try:
             tx: Transaction = await loop.run_in_executor(runner, self.store.begin)
             tx.runner = runner
-            token = _current.set(tx)
+            token = current_transaction.set(tx)
             try:
                 yield
             except BaseException:
-                _current.reset(token)
+                current_transaction.reset(token)
                 rollback = functools.partial(self.store.finish, tx, commit=False)
                 await asyncio.shield(loop.run_in_executor(runner, rollback))
                 raise
-            _current.reset(token)
+            current_transaction.reset(token)
             commit = functools.partial(self.store.finish, tx, commit=True)
             await asyncio.shield(loop.run_in_executor(runner, commit))
         finally:
@@ -122,7 +123,7 @@ class AsyncStateStore:
     async def _call(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` at once if it need not wait, else on the store's threads."""
         at_once = getattr(self.store, "at_once", None)
-        if at_once is not None and _current.get() is None:
+        if at_once is not None and current_transaction.get() is None:
             try:
                 with at_once():
                     result = call(*args)
@@ -138,7 +139,7 @@ class AsyncStateStore:
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         # The copied context carries the open transaction (and the trace id) into the thread.
         context = contextvars.copy_context()
-        tx = _current.get()
+        tx = current_transaction.get()
         runner = tx.runner if tx is not None and tx.store is self.store and tx.runner is not None else self._pool()
         return await asyncio.get_running_loop().run_in_executor(runner, context.run, call, *args)
 

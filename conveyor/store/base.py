@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import abc
 import builtins
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from ..tracing import current_trace_id
 from .ops import Ops, apply_ops
+from .transactions import PendingTrigger, Transaction, current_transaction
 from .values import TTL, check_names, decode, encode, expiry
 
 #: ``fires(old_value, new_value) -> bool`` for one watching step (``None``: missing).
@@ -38,37 +36,6 @@ UPSERT = (
 
 #: How long a published-but-unconfirmed trigger stays claimed before a sweep may take it.
 CLAIM_LEASE = 10.0
-
-
-class WouldWait(Exception):
-    """A call made "at once" (on an event loop) would have had to wait; it changed nothing."""
-
-
-@dataclass(frozen=True)
-class PendingTrigger:
-    """A state trigger recorded with its write and not yet published."""
-
-    id: int
-    step: str
-    change: dict[str, Any]
-    trace_id: str | None
-
-
-@dataclass
-class Transaction:
-    """One open transaction: its connection and the triggers its writes recorded."""
-
-    store: StateStore
-    connection: Any
-    pending: list[PendingTrigger] = field(default_factory=list)
-    #: Tasks of one ``async with`` block may share the transaction; its connection takes one call at a time.
-    busy: threading.Lock = field(default_factory=threading.Lock)
-    #: The thread an ``async with`` block's calls run on (see :mod:`.async_state`).
-    runner: Any = None
-
-
-#: The transaction the current thread or task is inside, if any (joined by every call on its store).
-_current: ContextVar[Transaction | None] = ContextVar("conveyor_state_transaction", default=None)
 
 
 class StateStore(abc.ABC):
@@ -147,19 +114,19 @@ class StateStore(abc.ABC):
         on PostgreSQL, two blocks that wait on each other's keys abort one of them with a
         deadlock error, which the message's retry runs again.
         """
-        joined = _current.get()
+        joined = current_transaction.get()
         if joined is not None and joined.store is self:
             yield
             return
         tx = self.begin()
-        token = _current.set(tx)
+        token = current_transaction.set(tx)
         try:
             yield
         except BaseException:
-            _current.reset(token)
+            current_transaction.reset(token)
             self.finish(tx, commit=False)
             raise
-        _current.reset(token)
+        current_transaction.reset(token)
         self.finish(tx, commit=True)
 
     def get(self, group: str, key: str) -> Any | None:
@@ -349,7 +316,7 @@ class StateStore(abc.ABC):
             self.on_commit(tx.pending)
 
     def _joined(self) -> Transaction | None:
-        tx = _current.get()
+        tx = current_transaction.get()
         return tx if tx is not None and tx.store is self else None
 
     @contextmanager

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import PublishError
-from .base import CLAIM_LEASE, PendingTrigger, StateStore
+from .base import CLAIM_LEASE, StateStore
+from .transactions import PendingTrigger
 
 logger = logging.getLogger("conveyor.outbox")
 

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import StateUnavailableError
-from .base import UPSERT, StateStore, WouldWait
+from .base import UPSERT, StateStore
 from .ops import Ops, apply_ops
+from .transactions import WouldWait
 from .values import TTL, check_names, decode, encode, expiry
 
 _SCHEMA = (
