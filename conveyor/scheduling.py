@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -43,28 +44,31 @@ def schedule_cron_steps(runtime: Runtime, scheduler: BaseScheduler | None = None
         logger.info("Scheduled %s on %r (%s)", step.name, expression, timezone)
     if runtime.registry.state_watchers():
         # State triggers are published right after their write; this catches those a crash left behind.
-        scheduler.add_job(
-            runtime.outbox.sweep,
-            "interval",
-            seconds=SWEEP_INTERVAL,
-            id="conveyor.sweep-state-triggers",
-            name="sweep unpublished state triggers",
-            coalesce=True,
-            max_instances=1,
-            replace_existing=True,
+        _every(
+            scheduler, SWEEP_INTERVAL, runtime.outbox.sweep, "sweep-state-triggers", "sweep unpublished state triggers"
         )
+    _every(
+        scheduler,
+        EXPIRY_INTERVAL,
+        lambda: remove_expired_keys(runtime),
+        "remove-expired-keys",
+        "remove expired state keys",
+    )
+    return scheduler
+
+
+def _every(scheduler: BaseScheduler, seconds: int, job: Callable[[], object], job_id: str, name: str) -> None:
+    """Run Conveyor's own upkeep ``job`` every ``seconds``, one run at a time, missed runs coalesced."""
     scheduler.add_job(
-        remove_expired_keys,
+        job,
         "interval",
-        args=(runtime,),
-        seconds=EXPIRY_INTERVAL,
-        id="conveyor.remove-expired-keys",
-        name="remove expired state keys",
+        seconds=seconds,
+        id=f"conveyor.{job_id}",
+        name=name,
         coalesce=True,
         max_instances=1,
         replace_existing=True,
     )
-    return scheduler
 
 
 def remove_expired_keys(runtime: Runtime) -> int:
