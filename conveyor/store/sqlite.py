@@ -80,7 +80,6 @@ _CREATE_ALONE = (
     "expires_at = excluded.expires_at, created_at = excluded.created_at "
     "WHERE state.expires_at <= excluded.updated_at RETURNING 1"
 )
-_GET = "SELECT value, expires_at FROM state WHERE grp = ? AND key = ?"
 _DELETE_ALONE = "DELETE FROM state WHERE grp = ? AND key = ? RETURNING value, expires_at"
 
 
@@ -141,6 +140,7 @@ class SqliteStateStore(StateStore):
         connections, self._connections = self._connections, None
         if connections is not None and connections.pid == os.getpid():
             connections.write_connection.close()
+            connections.loop_connection.close()
 
     # -- calls that must not wait ------------------------------------------------------------
 
@@ -177,20 +177,6 @@ class SqliteStateStore(StateStore):
         return connections.write_connection
 
     # -- one-statement writes ------------------------------------------------------------------
-
-    def get(self, group: str, key: str) -> Any | None:
-        if self._joined() is not None:
-            return super().get(group, key)
-        check_names(group, key)
-        try:
-            row = self._read_connection().execute(_GET, (group, key)).fetchone()
-        except sqlite3.OperationalError as exc:
-            if _at_once.get() and ("locked" in str(exc) or "busy" in str(exc)):
-                raise WouldWait("the file is being recovered") from exc
-            raise
-        if row is None or (row[1] is not None and row[1] <= time.time()):
-            return None
-        return decode(row[0])
 
     def set(self, group: str, key: str, value: Any, *, ttl: TTL | None = None) -> Any:
         if self._joined() is not None or group in self.watchers:
@@ -249,7 +235,7 @@ class SqliteStateStore(StateStore):
 
     def _wait_for_file(self, exc: sqlite3.OperationalError, deadline: float, pause: float) -> None:
         """Re-raise ``exc`` unless it is another process holding the file; else pause before the next try."""
-        if "locked" not in str(exc) and "busy" not in str(exc):
+        if not _locked(exc):
             raise exc
         if _at_once.get():
             raise WouldWait("another process holds the file's write lock") from exc
@@ -283,7 +269,7 @@ class SqliteStateStore(StateStore):
         try:
             yield self._read_connection()
         except sqlite3.OperationalError as exc:
-            if _at_once.get() and ("locked" in str(exc) or "busy" in str(exc)):
+            if _at_once.get() and _locked(exc):
                 raise WouldWait("the file is being recovered") from exc
             raise
 
@@ -353,3 +339,8 @@ class SqliteStateStore(StateStore):
             db.execute("COMMIT")
         finally:
             db.close()
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """Did SQLite refuse because another connection holds the file (rather than for another reason)?"""
+    return "locked" in str(exc) or "busy" in str(exc)
