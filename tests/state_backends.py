@@ -21,7 +21,7 @@ def where(request, tmp_path) -> str:
     with psycopg.connect(server.url, autocommit=True) as db:
         exists = db.execute("SELECT to_regclass('state') IS NOT NULL").fetchone()[0]
         if exists:
-            db.execute("TRUNCATE state, outbox")
+            db.execute("TRUNCATE state, outbox, cron_fires")
     return server.url
 
 

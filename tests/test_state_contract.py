@@ -292,7 +292,7 @@ def test_concurrent_sweeps_never_claim_a_trigger_twice(store):
     lock = threading.Lock()
 
     def sweep() -> None:
-        while batch := store.claim_triggers(lease=2.0, limit=7):
+        while batch := store.claim_outbox(lease=2.0, limit=7):
             with lock:
                 claimed.extend(t.id for t in batch)
 
@@ -302,5 +302,5 @@ def test_concurrent_sweeps_never_claim_a_trigger_twice(store):
     for thread in threads:
         thread.join(60)
     assert sorted(claimed) == sorted({t.id for t in store.pending_triggers()})  # each exactly once
-    store.triggers_published(claimed)
+    store.outbox_published(claimed)
     assert store.pending_triggers() == []

@@ -4,7 +4,8 @@
 (:mod:`.sqlite`, one file on one host, the default) or PostgreSQL (:mod:`.postgres`, shared
 by many hosts). :class:`AsyncStateStore` gives ``async def`` handlers the same calls to
 await. :mod:`.ops` holds Motia's update operations, :mod:`.outbox` publishes the state
-triggers each write records.
+triggers each write records and the messages a transaction stages, :mod:`.cron_fires`
+claims cron ticks.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from pathlib import Path
 from .async_state import AsyncStateStore
 from .base import StateStore
 from .sqlite import SqliteStateStore
-from .transactions import PendingTrigger
+from .transactions import Pending, PendingMessage, PendingTrigger
 from .values import MAX_NAME_LENGTH, TTL
 
 __all__ = [
     "MAX_NAME_LENGTH",
     "TTL",
     "AsyncStateStore",
+    "Pending",
+    "PendingMessage",
     "PendingTrigger",
     "SqliteStateStore",
     "StateStore",

@@ -84,6 +84,11 @@ class AsyncStateStore:
         """Remove every value in ``group``; returns how many there were."""
         return await self._call(self.store.clear, group)
 
+    async def stage_message(self, encoded: bytes | str, *, delay_ms: int | None = None) -> None:
+        """Stage a whole Dramatiq message, published once the transaction commits (see
+        :meth:`StateStore.stage_message`)."""
+        await self._call(functools.partial(self.store.stage_message, delay_ms=delay_ms), encoded)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """``async with ctx.state.transaction():`` makes the block's state calls one isolated change.

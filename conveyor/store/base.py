@@ -1,12 +1,13 @@
 """The state store's interface, and everything its two backends (SQLite, PostgreSQL) share.
 
 A backend supplies connections and transactions; this module holds the operations, written
-once in SQL both engines run: the ops, times to live, the state-trigger outbox and how calls
-join a :meth:`StateStore.transaction`.
+once in SQL both engines run: the ops, times to live, the outbox (state triggers and staged
+messages) and how calls join a :meth:`StateStore.transaction`; :mod:`.cron_fires` adds the
+claims of cron ticks.
 
 Every write runs in a transaction of its own unless it is inside ``transaction()``, which it
 then joins: the block's reads and writes are one isolated change (the backend locks what
-they touch), and the triggers its writes record commit with it.
+they touch), and the triggers its writes record (and the messages it stages) commit with it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
+import dramatiq
+
+from .. import faults
 from ..tracing import current_trace_id
+from .cron_fires import CronFires
 from .ops import Ops, apply_ops
-from .transactions import PendingTrigger, Transaction, current_transaction
+from .transactions import Pending, PendingMessage, PendingTrigger, Transaction, current_transaction
 from .values import TTL, check_names, decode, encode, expiry
 
 #: ``fires(old_value, new_value) -> bool`` for one watching step (``None``: missing).
@@ -34,11 +39,11 @@ UPSERT = (
     "THEN excluded.created_at ELSE state.created_at END"
 )
 
-#: How long a published-but-unconfirmed trigger stays claimed before a sweep may take it.
+#: How long a published-but-unconfirmed outbox row stays claimed before a sweep may take it.
 CLAIM_LEASE = 10.0
 
 
-class StateStore(abc.ABC):
+class StateStore(CronFires, abc.ABC):
     """Key-value state by group, shared by every process: JSON values, atomic updates, transactions.
 
     Build one with :func:`conveyor.store.open_store`. Every method is safe to call from many
@@ -56,8 +61,8 @@ class StateStore(abc.ABC):
     def __init__(self) -> None:
         #: group -> [(step name, fires)]: who to trigger when the group changes.
         self.watchers: dict[str, list[tuple[str, Matcher]]] = {}
-        #: Called after a commit with the triggers it recorded (the outbox publishes them).
-        self.on_commit: Callable[[list[PendingTrigger]], None] | None = None
+        #: Called after a commit with the triggers and messages it recorded (the outbox publishes them).
+        self.on_commit: Callable[[list[Pending]], None] | None = None
 
     # -- what a backend supplies -----------------------------------------------------------
 
@@ -81,6 +86,11 @@ class StateStore(abc.ABC):
         """``statement`` in the backend's placeholder style (written with ``?``)."""
         return statement
 
+    def _limit_waits(  # noqa: B027 - SQLite waits its busy_timeout, as always
+        self, connection: Any, lock_timeout: float | None, idle_timeout: float | None
+    ) -> None:
+        """Bound, for this transaction only, how long it waits for a lock and how long it may sit idle."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Close this process's connections."""
@@ -98,7 +108,7 @@ class StateStore(abc.ABC):
     # -- the API handlers use ----------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, lock_timeout: float | None = None, idle_timeout: float | None = None) -> Iterator[None]:
         """Make every state call in the block one atomic, isolated change.
 
         Nothing another process writes can come between the block's reads and writes, and
@@ -113,12 +123,19 @@ class StateStore(abc.ABC):
         Keep the block short: writers of the same keys wait for it. Calls inside it join it;
         on PostgreSQL, two blocks that wait on each other's keys abort one of them with a
         deadlock error, which the message's retry runs again.
+
+        Two limits, in seconds, on PostgreSQL only (SQLite waits its ``busy_timeout``): with
+        ``lock_timeout``, a lock not had within it aborts the block with
+        :class:`~conveyor.errors.StateConflictError` (run it again); with ``idle_timeout``,
+        the server ends the block's session once it sits idle that long between two
+        statements (its process froze), undoing the block and freeing what it holds, so the
+        block's commit fails. A block that joins an open one keeps that one's limits.
         """
         joined = current_transaction.get()
         if joined is not None and joined.store is self:
             yield
             return
-        tx = self.begin()
+        tx = self.begin(lock_timeout=lock_timeout, idle_timeout=idle_timeout)
         token = current_transaction.set(tx)
         try:
             yield
@@ -250,6 +267,32 @@ class StateStore(abc.ABC):
                     self._changed(tx, group, key, old, None)
         return removed
 
+    def stage_message(self, encoded: bytes | str, *, delay_ms: int | None = None) -> None:
+        """Stage a whole Dramatiq message, published right after the transaction commits.
+
+        ``encoded`` is what ``Message.encode()`` returns. Inside :meth:`transaction` the
+        message commits (or rolls back) with the block; outside, it is a transaction of its
+        own. This process publishes it after the commit; if it dies first, any scheduler's
+        sweep does. So a message is sent at least once, always with its own message id::
+
+            with runtime.state.transaction():
+                runtime.state.set("orders", order_id, order)
+                runtime.state.stage_message(message.encode(), delay_ms=500)
+        """
+        text = encoded.decode() if isinstance(encoded, bytes) else encoded
+        message = dramatiq.Message.decode(text.encode())  # a malformed message fails here, not in the sweep
+        trace_id, now = message.options.get("trace_id"), time.time()
+        with self._writing() as tx:
+            # Claimed by this process at once: it publishes right after the commit.
+            (row_id,) = tx.connection.execute(
+                self._sql(
+                    "INSERT INTO outbox (step, payload, trace_id, created_at, claimed_at, message, delay_ms) "
+                    "VALUES (?, 'null', ?, ?, ?, ?, ?) RETURNING id"
+                ),
+                (message.actor_name, trace_id, now, now, text, delay_ms),
+            ).fetchone()
+            tx.pending.append(PendingMessage(row_id, text.encode(), delay_ms))
+
     def ping(self) -> None:
         """Raise if the store cannot be read (used by the gateway's health check)."""
         with self._reader() as db:
@@ -258,31 +301,40 @@ class StateStore(abc.ABC):
     # -- upkeep: outbox and expiry ---------------------------------------------------------------
 
     def pending_triggers(self, limit: int = 500) -> builtins.list[PendingTrigger]:
-        """Triggers recorded and not yet confirmed published, oldest first (for a look; claims nothing)."""
+        """State triggers recorded and not yet confirmed published, oldest first (for a look; claims nothing)."""
+        return [p for p in self.pending_outbox(limit, messages=False) if isinstance(p, PendingTrigger)]
+
+    def pending_messages(self, limit: int = 500) -> builtins.list[PendingMessage]:
+        """Staged messages not yet confirmed published, oldest first (for a look; claims nothing)."""
+        return [p for p in self.pending_outbox(limit, triggers=False) if isinstance(p, PendingMessage)]
+
+    def pending_outbox(
+        self, limit: int = 500, *, triggers: bool = True, messages: bool = True
+    ) -> builtins.list[Pending]:
+        """Everything in the outbox, oldest first: triggers, staged messages, or both."""
+        where = "" if triggers and messages else " WHERE message IS NULL" if triggers else " WHERE message IS NOT NULL"
         with self._reader() as db:
-            rows = db.execute(
-                self._sql("SELECT id, step, payload, trace_id FROM outbox ORDER BY id LIMIT ?"), (limit,)
-            ).fetchall()
-        return [PendingTrigger(id, step, decode(payload), trace) for id, step, payload, trace in rows]
+            rows = db.execute(self._sql(f"SELECT {_ROW} FROM outbox{where} ORDER BY id LIMIT ?"), (limit,)).fetchall()
+        return [_pending(row) for row in rows]
 
-    def claim_triggers(self, *, lease: float = CLAIM_LEASE, limit: int = 500) -> builtins.list[PendingTrigger]:
-        """Take triggers nobody published within ``lease`` seconds, for this process to publish.
+    def claim_outbox(self, *, lease: float = CLAIM_LEASE, limit: int = 500) -> builtins.list[Pending]:
+        """Take outbox rows nobody published within ``lease`` seconds, for this process to publish.
 
-        Each claim holds a trigger for ``lease`` seconds, so sweeps in any number of
-        processes do not publish one twice unless a publish takes longer than that.
+        Each claim holds a row for ``lease`` seconds, so sweeps in any number of processes
+        do not publish one twice unless a publish takes longer than that.
         """
         now = time.time()
         statement = self._sql(
             "UPDATE outbox SET claimed_at = ? WHERE id IN "
             f"(SELECT id FROM outbox WHERE claimed_at <= ? ORDER BY id LIMIT ?{self._skip_locked}) "
-            "RETURNING id, step, payload, trace_id"
+            f"RETURNING {_ROW}"
         )
         with self._writing() as tx:
             rows = tx.connection.execute(statement, (now, now - lease, limit)).fetchall()
-        return sorted((PendingTrigger(id, step, decode(payload), trace) for id, step, payload, trace in rows), key=_id)
+        return sorted((_pending(row) for row in rows), key=_id)
 
-    def triggers_published(self, ids: builtins.list[int]) -> None:
-        """Forget triggers RabbitMQ has confirmed."""
+    def outbox_published(self, ids: builtins.list[int]) -> None:
+        """Forget outbox rows RabbitMQ has confirmed."""
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             with self._writing() as tx:
@@ -305,15 +357,24 @@ class StateStore(abc.ABC):
 
     # -- transactions, for this module and the async facade ------------------------------------
 
-    def begin(self) -> Transaction:
+    def begin(self, *, lock_timeout: float | None = None, idle_timeout: float | None = None) -> Transaction:
         """Open a transaction (:meth:`transaction` and ``async with`` use this)."""
-        return Transaction(self, self._begin())
+        tx = Transaction(self, self._begin())
+        if lock_timeout is not None or idle_timeout is not None:
+            try:
+                self._limit_waits(tx.connection, lock_timeout, idle_timeout)
+            except BaseException:
+                self._end(tx.connection, commit=False)
+                raise
+        return tx
 
     def finish(self, tx: Transaction, *, commit: bool) -> None:
-        """Commit (or roll back) ``tx``, then hand the triggers it recorded to ``on_commit``."""
+        """Commit (or roll back) ``tx``, then hand what it recorded for the outbox to ``on_commit``."""
         self._end(tx.connection, commit=commit)
-        if commit and tx.pending and self.on_commit is not None:
-            self.on_commit(tx.pending)
+        if commit and tx.pending:
+            faults.exit_after_commit()
+            if self.on_commit is not None:
+                self.on_commit(tx.pending)
 
     def _joined(self) -> Transaction | None:
         tx = current_transaction.get()
@@ -372,5 +433,16 @@ class StateStore(abc.ABC):
                 tx.pending.append(PendingTrigger(trigger_id, step, change, trace_id))
 
 
-def _id(trigger: PendingTrigger) -> int:
-    return trigger.id
+#: The outbox columns :func:`_pending` reads.
+_ROW = "id, step, payload, trace_id, message, delay_ms"
+
+
+def _pending(row: tuple[Any, ...]) -> Pending:
+    id, step, payload, trace_id, message, delay_ms = row
+    if message is not None:
+        return PendingMessage(id, message.encode(), delay_ms)
+    return PendingTrigger(id, step, decode(payload), trace_id)
+
+
+def _id(pending: Pending) -> int:
+    return pending.id

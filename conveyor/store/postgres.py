@@ -47,7 +47,18 @@ _SCHEMA = (
         created_at double precision NOT NULL,
         claimed_at double precision NOT NULL DEFAULT 0
     )""",
+    # Added since the first release: a database an older Conveyor made gets them here.
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS message text",
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS delay_ms bigint",
     "CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (claimed_at)",
+    """CREATE TABLE IF NOT EXISTS cron_fires (
+        step text NOT NULL,
+        tick text NOT NULL,
+        fired_by text NOT NULL,
+        fired_at double precision NOT NULL,
+        PRIMARY KEY (step, tick)
+    )""",
+    "CREATE INDEX IF NOT EXISTS cron_fires_age ON cron_fires (fired_at)",
 )
 #: Serialises the schema's creation: concurrent CREATE ... IF NOT EXISTS can still collide.
 _SCHEMA_LOCK = 0x636F6E76  # "conv"
@@ -78,6 +89,16 @@ def _translated(store: PostgresStateStore, exc: Exception) -> Exception | None:
     """The Conveyor error ``exc`` means, if any."""
     if _unavailable(exc):
         return StateUnavailableError(f"{store.describe()}: {' '.join(str(exc).split())}")
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return StateConflictError(
+            f"{store.describe()}: this transaction waited longer than its lock_timeout for a lock another "
+            "holds, so it was undone and changed nothing; run it again."
+        )
+    if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
+        return StateConflictError(
+            f"{store.describe()}: this transaction sat idle longer than its idle_timeout (its process was "
+            "paused), so the server undid it; nothing of it was stored. Run it again."
+        )
     if isinstance(exc, psycopg.errors.DeadlockDetected):
         return StateConflictError(
             f"{store.describe()}: this transaction and another waited on each other's keys, so this one "
@@ -280,6 +301,12 @@ class PostgresStateStore(StateStore):
                 raise
         finally:
             self._pool_here().putconn(session.connection)
+
+    def _limit_waits(self, connection: Any, lock_timeout: float | None, idle_timeout: float | None) -> None:
+        # Local to this transaction (set_config's `true`): the pooled session keeps its defaults.
+        for setting, seconds in (("lock_timeout", lock_timeout), ("idle_in_transaction_session_timeout", idle_timeout)):
+            if seconds is not None:
+                connection.execute("SELECT set_config(?, ?, true)", (setting, f"{max(1, round(seconds * 1000))}ms"))
 
     def _lock(self, connection: Any, group: str, key: str) -> None:
         connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{group}\x1f{key}",))

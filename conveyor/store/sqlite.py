@@ -46,7 +46,16 @@ _SCHEMA = (
         payload TEXT NOT NULL,
         trace_id TEXT,
         created_at REAL NOT NULL,
-        claimed_at REAL NOT NULL DEFAULT 0
+        claimed_at REAL NOT NULL DEFAULT 0,
+        message TEXT,
+        delay_ms INTEGER
+    )""",
+    """CREATE TABLE IF NOT EXISTS cron_fires (
+        step TEXT NOT NULL,
+        tick TEXT NOT NULL,
+        fired_by TEXT NOT NULL,
+        fired_at REAL NOT NULL,
+        PRIMARY KEY (step, tick)
     )""",
 )
 #: Columns added since the first release, for files an older Conveyor made.
@@ -54,8 +63,13 @@ _ADDED_COLUMNS = (
     ("state", "expires_at", "REAL"),
     ("state", "created_at", "REAL"),
     ("outbox", "claimed_at", "REAL NOT NULL DEFAULT 0"),
+    ("outbox", "message", "TEXT"),
+    ("outbox", "delay_ms", "INTEGER"),
 )
-_INDEXES = ("CREATE INDEX IF NOT EXISTS state_expiry ON state (expires_at) WHERE expires_at IS NOT NULL",)
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS state_expiry ON state (expires_at) WHERE expires_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS cron_fires_age ON cron_fires (fired_at)",
+)
 
 #: The longest pause between two tries for the file lock another process holds.
 _MAX_PAUSE = 0.004

@@ -29,13 +29,27 @@ class PendingTrigger:
     trace_id: str | None
 
 
+@dataclass(frozen=True)
+class PendingMessage:
+    """A whole Dramatiq message staged with a transaction (:meth:`StateStore.stage_message`), not yet published."""
+
+    id: int
+    #: The message as ``Message.encode()`` made it (``dramatiq.Message.decode`` reads it back).
+    encoded: bytes
+    delay_ms: int | None
+
+
+#: What the outbox holds: a state trigger, or a staged message.
+Pending = PendingTrigger | PendingMessage
+
+
 @dataclass
 class Transaction:
-    """One open transaction: its connection and the triggers its writes recorded."""
+    """One open transaction: its connection and what its writes recorded for the outbox."""
 
     store: StateStore
     connection: Any
-    pending: list[PendingTrigger] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
     #: Tasks of one ``async with`` block may share the transaction; its connection takes one call at a time.
     busy: threading.Lock = field(default_factory=threading.Lock)
     #: The thread an ``async with`` block's calls run on (see :mod:`.async_state`).
