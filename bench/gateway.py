@@ -41,8 +41,8 @@ from .harness import (
 )
 
 LUA_SCRIPT = Path(__file__).with_name("order.lua")
-#: The queue CreateOrder's messages land in.
-PROCESS_ORDER_QUEUE = "ProcessOrder"
+#: The queue CreateOrder's messages land in: ``<[project] name>.<flow>.<Step>``.
+PROCESS_ORDER_QUEUE = "conveyor.order-processing.ProcessOrder"
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 

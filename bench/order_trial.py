@@ -30,8 +30,11 @@ from .order_state import Postgres, RuntimeStoreReader, SqliteReader, remove_sqli
 INITIAL_STOCK = 1_000_000
 #: Conveyor's ``[admin] api_key`` in the bench's config: the loop-lag endpoint sits under /_admin.
 ADMIN_KEY = "bench-orders-admin-key"
-#: The queues Conveyor's order flow uses (a step's queue is named after it), delay queues included.
-CONVEYOR_QUEUES = ("ProcessOrder", "UpdateInventory", "SendNotification", "HandleFailedOrder")
+#: The queues Conveyor's order flow uses (``<[project] name>.<flow>.<Step>``), delay queues included.
+CONVEYOR_QUEUES = tuple(
+    f"conveyor.order-processing.{step}"
+    for step in ("ProcessOrder", "UpdateInventory", "SendNotification", "HandleFailedOrder")
+)
 #: Conveyor's state table in its SQLite file (conveyor/store/sqlite.py).
 CONVEYOR_TABLE = "state"
 SYSTEMS = ("conveyor", "glue")

@@ -47,7 +47,7 @@ class Kind:
     queue: str
 
 
-CONVEYOR = Kind("conveyor", "actors", "BenchNoop")
+CONVEYOR = Kind("conveyor", "actors", "conveyor.bench.BenchNoop")  # <[project] name>.<flow>.<Step>
 PLAIN = Kind("plain", "bench.plain_actors", "bench-plain")
 
 

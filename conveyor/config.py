@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .settings import BUILTIN, StepSettings
+
+#: What ``[project] name`` may be: it starts every queue name, and shows in RabbitMQ's UI.
+DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 
 #: Where Conveyor looks for its configuration unless CONVEYOR_CONFIG says otherwise.
 DEFAULT_CONFIG_PATH = "config.toml"
@@ -23,26 +27,70 @@ class _Section(BaseModel):
 
 
 class ProjectSection(_Section):
+    #: The deployment's name: every step queue starts with it (``<name>.<flow>.<Step>``), so two
+    #: deployments on one RabbitMQ vhost never share a queue.
+    name: str = "conveyor"
     #: Packages whose modules declare steps; each is imported recursively at start-up.
     flows: list[str] = ["flows"]
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if value.lower() == "amq":
+            raise ValueError("a name other than 'amq': RabbitMQ keeps queue names starting 'amq.' for itself")
+        if not DEPLOYMENT_NAME.fullmatch(value):
+            raise ValueError(
+                "a short name of letters, digits, '-' and '_' (at most 40, starting with a letter or digit) "
+                f"such as 'shop' or 'shop-staging', got {value!r}"
+            )
+        return value
 
 
 class BrokerSection(_Section):
     kind: Literal["rabbitmq", "memory"] = "rabbitmq"
-    url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    #: One AMQP URL, or one per node of a cluster (each process tries them in an order of its own).
+    url: str | list[str] = "amqp://guest:guest@127.0.0.1:5672/%2F"
     #: Seconds between AMQP heartbeats; broken connections are noticed within about twice this.
     heartbeat: int = Field(default=60, ge=0)
-    management_url: str = "http://127.0.0.1:15672"
+    #: RabbitMQ's management HTTP API: one URL, or one per node (tried in turn).
+    management_url: str | list[str] = "http://127.0.0.1:15672"
     #: Queues are declared with x-max-priority; message priorities run from 0 to this.
     max_priority: int = Field(default=10, ge=1, le=255)
+    #: ``quorum``: replicated step, delay and dead-letter queues (no message priorities on RabbitMQ 3.x).
+    queue_type: Literal["classic", "quorum"] = "classic"
+    #: Quorum queues: deliveries of one message (a crash or requeue counts) before it is dead-lettered.
+    delivery_limit: int = Field(default=5, ge=1)
+
+    @field_validator("url", "management_url")
+    @classmethod
+    def _some_urls(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls or not all(url.strip() for url in urls):
+            raise ValueError("a URL or a non-empty list of URLs")
+        return value
+
+    @property
+    def urls(self) -> list[str]:
+        """``url`` as a list: the AMQP URL of every node."""
+        return [self.url] if isinstance(self.url, str) else list(self.url)
+
+    @property
+    def management_urls(self) -> list[str]:
+        """``management_url`` as a list: every node's management API."""
+        return [self.management_url] if isinstance(self.management_url, str) else list(self.management_url)
 
 
 class GatewaySection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
     max_body_size: int = Field(default=1024 * 1024, gt=0, description="bytes")
-    #: Gateway processes (uvicorn workers) sharing the port; each has its own RabbitMQ connection.
+    #: Gateway processes sharing the port (a SO_REUSEPORT socket each); each has its own connections.
     workers: int = Field(default=1, ge=1, le=64)
+    #: Seconds an Idempotency-Key's stored answer is kept; a repeat within them gets it again.
+    idempotency_ttl: int = Field(default=24 * 3600, ge=1)
+    #: Seconds after which a request still running under a key is taken for dead (its gateway
+    #: was killed) and a repeat may run it again; keep it above the longest request.
+    idempotency_lease: int = Field(default=30, ge=1)
 
 
 class StateSection(_Section):
@@ -124,8 +172,10 @@ def config_path() -> Path:
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate config.toml; a missing file means all defaults.
 
-    Environment variables override the file: ``CONVEYOR_BROKER_URL``, ``CONVEYOR_BROKER``
-    (``rabbitmq`` or ``memory``), ``CONVEYOR_STATE_PATH`` and ``CONVEYOR_ADMIN_KEY``.
+    Environment variables override the file: ``CONVEYOR_BROKER_URL`` (several nodes' URLs
+    comma separated), ``CONVEYOR_BROKER``
+    (``rabbitmq`` or ``memory``), ``CONVEYOR_STATE_PATH``, ``CONVEYOR_ADMIN_KEY`` and
+    ``CONVEYOR_NAME`` (``[project] name``).
     """
     explicit = path is not None or "CONVEYOR_CONFIG" in os.environ
     path = Path(path) if path is not None else config_path()
@@ -152,6 +202,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "config.toml") -> Config:
 
 def _apply_environment(raw: dict[str, Any]) -> None:
     overrides = {
+        "CONVEYOR_NAME": ("project", "name"),
         "CONVEYOR_BROKER_URL": ("broker", "url"),
         "CONVEYOR_BROKER": ("broker", "kind"),
         "CONVEYOR_STATE_PATH": ("state", "path"),
@@ -161,6 +212,9 @@ def _apply_environment(raw: dict[str, Any]) -> None:
     for variable, (section, key) in overrides.items():
         if value := os.environ.get(variable):
             raw.setdefault(section, {})[key] = value
+    # Several nodes' URLs, comma separated: a list, as in config.toml.
+    if "," in (urls := os.environ.get("CONVEYOR_BROKER_URL", "")):
+        raw["broker"]["url"] = [url.strip() for url in urls.split(",") if url.strip()]
 
 
 def _describe(source: str, exc: ValidationError) -> str:

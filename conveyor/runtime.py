@@ -32,7 +32,7 @@ from .messaging.queues import declare_queues
 from .settings import StepSettings
 from .store import AsyncStateStore, StateStore, open_store
 from .store.outbox import Outbox
-from .worker.actors import declare_actor
+from .worker.actors import declare_actor, queue_name
 from .worker.failures import FailureRecords
 from .worker.middleware import Conditions, DeadLetters, Priority, Retries
 from .worker.pool_size import SPARE_CONNECTIONS, SizeStatePool
@@ -61,7 +61,7 @@ class Runtime:
       broker: the Dramatiq broker, with Conveyor's middleware.
       actors: the actor of every queue-, state- and cron-triggered step, by step name.
       publisher: sends messages to topics and steps (see :mod:`conveyor.messaging.publisher`).
-      outbox: publishes state triggers, and sweeps those a crash left.
+      outbox: publishes state triggers and staged messages after their commit, and sweeps those a crash left.
     """
 
     def __init__(self, config: Config, registry: Registry, *, broker_factory: BrokerFactory = build_broker) -> None:
@@ -86,20 +86,27 @@ class Runtime:
             SizeStatePool(self.state, config.state.pool_size),
         ]
         concurrency = {
-            step.queue_name: limit
+            queue_name(step, config.project.name): limit
             for step in registry.worker_steps()
             if (limit := self.settings[step.name].concurrency) is not None
         }
         self.broker = broker_factory(config, middleware, concurrency)
         self.actors: dict[str, dramatiq.Actor[..., Any]] = {
-            step.name: declare_actor(self.broker, step, self.settings[step.name], self._message_context)
+            step.name: declare_actor(
+                self.broker, step, self.settings[step.name], self._message_context, deployment=config.project.name
+            )
             for step in registry.worker_steps()
         }
         subscribers = {topic: [step.name for step in steps] for topic, steps in registry.subscribers().items()}
         self.publisher = MessagePublisher(
             self.broker, self.actors, subscribers, max_priority=config.broker.max_priority
         )
-        self.outbox = Outbox(self.state, self._send_state_change, self._background_for_loops)
+        self.outbox = Outbox(
+            self.state,
+            send=self._send_state_change,
+            resend=self.publisher.resend,
+            in_background=self._background_for_loops,
+        )
         self.state.watchers = {
             group: [(step.name, trigger.fires) for step, trigger in watchers]
             for group, watchers in registry.state_watchers().items()
@@ -192,6 +199,8 @@ class Runtime:
                 resolve_priority(self.settings[step.name].priority, self.config.broker.max_priority)
             except ConveyorError as exc:
                 problems.append(f"step {step.name!r}: {exc}")
+        if problem := self._quorum_priorities():
+            problems.append(problem)
         for step, expression in self.cron_steps():
             try:
                 parse_cron(expression, timezone=self.config.scheduler.timezone, step=step.name)
@@ -199,6 +208,21 @@ class Runtime:
                 problems.append(str(exc))
         if problems:
             raise ConfigError("Conveyor cannot start:\n  - " + "\n  - ".join(problems))
+
+    def _quorum_priorities(self) -> str | None:
+        # RabbitMQ 3.x quorum queues refuse x-max-priority, so a step's priority would mean nothing.
+        if self.config.broker.kind != "rabbitmq" or self.config.broker.queue_type != "quorum":
+            return None
+        steps = self.registry.worker_steps()
+        prioritised = [step.name for step in steps if "priority" in self.settings[step.name].model_fields_set]
+        if not prioritised:
+            return None
+        return (
+            f'steps {", ".join(sorted(prioritised))} set a priority, but [broker] queue_type = "quorum" and '
+            "RabbitMQ 3.x quorum queues have no message priorities; either keep classic queues "
+            '([broker] queue_type = "classic") or drop the priority of those steps (in their code, '
+            "[steps.<name>] and [defaults] of config.toml)"
+        )
 
     def check_state(self) -> None:
         """Say in one log line when the state store cannot be reached (calls fail until it is back)."""

@@ -44,7 +44,7 @@ def main() -> None:
     watched = (
         [*flow_directories(config.project.flows, Path(config.root)), config_path().resolve()] if args.reload else []
     )
-    amqp = urlsplit(config.broker.url)
+    amqp = urlsplit(config.broker.urls[0])
     port = amqp.port or 5672
     local = amqp.hostname in ("127.0.0.1", "localhost")
     if args.memory or config.broker.kind == "memory":

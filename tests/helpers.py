@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,9 @@ import dramatiq
 
 from conveyor import Registry
 from conveyor.config import Config, load_config
+from conveyor.declare.flows import load_flows
 from conveyor.runtime import Runtime
+from conveyor.worker.actors import queue_name
 
 
 def memory_config(tmp_path: Path, toml: str = "") -> Config:
@@ -36,13 +39,25 @@ def running_worker(runtime: Runtime) -> Iterator[dramatiq.Worker]:
         worker.stop()
 
 
-def drain(runtime: Runtime, *queues: str, timeout: int = 10_000) -> None:
-    """Wait until every queue (and its delay queue) is empty and handled."""
+def drain(runtime: Runtime, *steps: str, timeout: int = 10_000) -> None:
+    """Wait until the queue (and delay queue) of each of ``steps`` (default: every queue) is empty and handled."""
+    queues = [runtime.actors[name].queue_name for name in steps]
     for _ in range(3):  # handlers enqueue to other queues: go round until all settle
         for name in queues or runtime.broker.get_declared_queues():
             runtime.broker.join(name, timeout=timeout, fail_fast=False)
 
 
-def payloads(runtime: Runtime, queue: str) -> list[Any]:
-    """Messages waiting in a StubBroker queue (when no worker runs)."""
-    return [dramatiq.Message.decode(raw).args[0] for raw in list(runtime.broker.queues[queue].queue)]
+def payloads(runtime: Runtime, step: str) -> list[Any]:
+    """Messages waiting in a step's StubBroker queue (when no worker runs)."""
+    queue = runtime.broker.queues[runtime.actors[step].queue_name]
+    return [dramatiq.Message.decode(raw).args[0] for raw in list(queue.queue)]
+
+
+@functools.cache
+def _system_steps() -> Registry:
+    return load_flows(["flows", "tests.flows"])
+
+
+def step_queue(step: str, deployment: str = "conveyor") -> str:
+    """The RabbitMQ queue of a shipped or test-probe step, in a System whose ``[project] name`` is ``deployment``."""
+    return queue_name(_system_steps().get(step), deployment)

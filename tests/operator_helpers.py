@@ -12,6 +12,7 @@ from conveyor.declare.flows import load_flows
 from conveyor.runtime import Runtime
 from conveyor.worker.failures import GROUP as RECORDS
 from devtools.processes import ROOT, purge, queue_depth
+from tests.helpers import step_queue
 from tests.system import System
 
 __all__ = ["empty_queues", "forget_records", "queue_depth", "run_cli", "runtime_for", "stop", "with_management_url"]
@@ -48,8 +49,8 @@ def empty_queues(broker_url: str, *steps: str, delays_ms: tuple[int, ...] = ()) 
         broker_url,
         [
             q
-            for step in steps
-            for q in (step, f"{step}.DQ", f"{step}.XQ", *(f"{step}.delay.{ms}ms" for ms in delays_ms))
+            for step in map(step_queue, steps)
+            for q in (step, f"{step}.DQ", f"{step}.XQ", *(f"{step}.delay.{ms:010d}ms" for ms in delays_ms))
         ],
     )
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from tests.gateway_helpers import settled_publish_count
+from tests.helpers import step_queue
 
 JSON = "application/json"
 
@@ -281,7 +282,7 @@ class Baseline(NamedTuple):
 @pytest.fixture(scope="module")
 def baseline(system, rabbitmq) -> Baseline:
     """The stored orders and ProcessOrder's publish count before the first case."""
-    published = settled_publish_count(rabbitmq.management_url, "ProcessOrder")
+    published = settled_publish_count(rabbitmq.management_url, step_queue("ProcessOrder"))
     return Baseline(orders=len(system.state.list("orders")), published=published)
 
 
@@ -352,5 +353,7 @@ def test_process_order_queue_took_no_message_from_a_bad_request(system, rabbitmq
     response = system.http.post("/orders", json=ORDER)
     assert response.status_code == 200, response.text
     stored = len(system.state.list("orders")) - baseline.orders
-    published = settled_publish_count(rabbitmq.management_url, "ProcessOrder", at_least=baseline.published + 1)
+    published = settled_publish_count(
+        rabbitmq.management_url, step_queue("ProcessOrder"), at_least=baseline.published + 1
+    )
     assert published - baseline.published == stored

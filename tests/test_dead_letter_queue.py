@@ -19,7 +19,7 @@ from conveyor.worker.failures import FailureRecords
 from conveyor.worker.middleware import DeadLetters, Retries
 from devtools.processes import wait_for
 from tests.flows.replay_probes import DONE, FIXED
-from tests.helpers import memory_runtime
+from tests.helpers import memory_runtime, step_queue
 from tests.operator_helpers import empty_queues, forget_records, queue_depth, run_cli, runtime_for, stop
 from tests.system import System
 
@@ -67,7 +67,7 @@ def kill(runtime, rabbitmq, count: int, step: str = STEP, topic: str = TOPIC) ->
     for _ in range(count):
         probe = uuid.uuid4().hex
         probes[runtime.publisher.send(step, {"id": probe}, topic=topic)] = probe
-    wait_for(lambda: queue_depth(rabbitmq.url, f"{step}.XQ") == count, timeout=15)
+    wait_for(lambda: queue_depth(rabbitmq.url, f"{step_queue(step)}.XQ") == count, timeout=15)
     return probes
 
 
@@ -87,7 +87,7 @@ def test_dead_messages_are_listed_with_their_error_and_stay_in_the_queue(runtime
         assert message.topic == TOPIC
         assert message.data == {"id": probe}
     assert dlq.counts()[STEP] == 2
-    assert queue_depth(rabbitmq.url, f"{STEP}.XQ") == 2  # reading took nothing out
+    assert queue_depth(rabbitmq.url, f"{step_queue(STEP)}.XQ") == 2  # reading took nothing out
     assert dlq.listing(STEP, limit=1).messages == listing.messages[:1]
     assert [s.step for s in dlq.overview()] == [STEP]
 
@@ -104,7 +104,7 @@ def test_show_gives_one_message_in_full(runtime, dlq, rabbitmq):
     assert set(shown) >= {"traceId", "enqueuedAt", "traceback", "data", "options"}
     with pytest.raises(DeadMessageNotFoundError, match="no message 'missing'"):
         dlq.get(STEP, "missing")
-    assert queue_depth(rabbitmq.url, f"{STEP}.XQ") == 1
+    assert queue_depth(rabbitmq.url, f"{step_queue(STEP)}.XQ") == 1
 
 
 def test_replay_sends_one_message_back_at_attempt_1_in_a_new_trace(runtime, dlq, system, rabbitmq, caplog):
@@ -148,7 +148,7 @@ def test_replay_all_sends_every_dead_message_back(runtime, dlq, system, rabbitmq
 def test_a_replay_that_fails_again_is_dead_again_with_a_fresh_record(runtime, dlq, rabbitmq):
     [message_id] = kill(runtime, rabbitmq, 1)
     [replay] = dlq.replay_all(STEP)  # still not fixed
-    wait_for(lambda: queue_depth(rabbitmq.url, f"{STEP}.XQ") == 1, timeout=15)
+    wait_for(lambda: queue_depth(rabbitmq.url, f"{step_queue(STEP)}.XQ") == 1, timeout=15)
     [again] = dlq.listing(STEP).messages
     assert again.message_id == replay.new_message_id
     assert again.attempts == 2
@@ -163,7 +163,7 @@ def test_purge_empties_the_queue_and_the_records(runtime, dlq, system, rabbitmq)
     purge = dlq.purge(STEP)
 
     assert (purge.messages, purge.records) == (2, 2)
-    assert queue_depth(rabbitmq.url, f"{STEP}.XQ") == 0
+    assert queue_depth(rabbitmq.url, f"{step_queue(STEP)}.XQ") == 0
     assert FailureRecords(system.state).for_step(STEP) == {}
     assert dlq.purge(STEP).messages == 0
 

@@ -14,7 +14,7 @@ from conveyor.gateway import build_app
 from conveyor.gateway.admin import presented_key
 from devtools.processes import wait_for
 from tests.flows.replay_probes import DONE, FIXED
-from tests.helpers import memory_runtime
+from tests.helpers import memory_runtime, step_queue
 from tests.operator_helpers import empty_queues, forget_records, queue_depth, runtime_for, stop, with_management_url
 from tests.system import System
 
@@ -131,7 +131,7 @@ def test_dead_letters_over_http(system, runtime, rabbitmq):
     empty_queues(rabbitmq.url, STEP)
     forget_records(system)
     probes = {runtime.publisher.send(STEP, {"id": p}, topic=TOPIC): p for p in (uuid.uuid4().hex, uuid.uuid4().hex)}
-    wait_for(lambda: queue_depth(rabbitmq.url, f"{STEP}.XQ") == 2, timeout=15)
+    wait_for(lambda: queue_depth(rabbitmq.url, f"{step_queue(STEP)}.XQ") == 2, timeout=15)
     first, second = probes
 
     overview = system.http.get("/_admin/dead-letters").json()
@@ -163,7 +163,7 @@ def test_dead_letters_over_http(system, runtime, rabbitmq):
     wait_for(lambda: system.state.get(DONE, probes[second]))
 
     runtime.publisher.send(STEP, {"id": "never-fixed"}, topic=TOPIC)
-    wait_for(lambda: queue_depth(rabbitmq.url, f"{STEP}.XQ") == 1, timeout=15)
+    wait_for(lambda: queue_depth(rabbitmq.url, f"{step_queue(STEP)}.XQ") == 1, timeout=15)
     purged = system.http.delete(f"/_admin/dead-letters/{STEP}")
     assert purged.json() == {"step": STEP, "purged": 1, "records": 1}
 

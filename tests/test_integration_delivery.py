@@ -9,6 +9,7 @@ import uuid
 import pika
 
 from devtools.processes import wait_for
+from tests.helpers import step_queue
 
 
 def enqueue(system, topic: str, data) -> list[str]:
@@ -53,7 +54,7 @@ def test_failing_step_is_retried_with_backoff_then_dead_lettered(system, rabbitm
         assert expected * 0.95 <= gap <= expected + 1.0, gaps
 
     # Dramatiq's own dead-letter queue keeps the failed message as well.
-    wait_for(lambda: queue_depth(rabbitmq, "AlwaysFails.XQ") >= 1)
+    wait_for(lambda: queue_depth(rabbitmq, f"{step_queue('AlwaysFails')}.XQ") >= 1)
 
 
 def test_input_failing_its_schema_is_dead_lettered_at_once(system):

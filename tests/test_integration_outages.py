@@ -14,6 +14,7 @@ import pytest
 
 from devtools.localnode import LocalNode, free_node_ports
 from devtools.processes import wait_for
+from tests.helpers import step_queue
 from tests.system import System
 
 pytestmark = pytest.mark.integration
@@ -104,10 +105,12 @@ def test_delayed_message_waits_in_rabbitmq_not_in_a_worker_and_survives_a_restar
 
         # It waits in a TTL queue nobody consumes: no worker holds it, so RabbitMQ's
         # consumer_timeout cannot cut it short, and the step's queue has nothing unacknowledged.
-        waiting = queue_counts(node, "QuickProbe.delay.8000ms")
+        waiting = queue_counts(node, f"{step_queue('QuickProbe')}.delay.0000008000ms")
         assert waiting == (1, 0)  # one message, no consumer
-        assert queue_info(node, "QuickProbe.delay.8000ms")["arguments"]["x-dead-letter-routing-key"] == "QuickProbe"
-        assert queue_counts(node, "QuickProbe")[0] == 0  # nothing waiting (or held) in the step's queue
+        assert queue_info(node, f"{step_queue('QuickProbe')}.delay.0000008000ms")["arguments"][
+            "x-dead-letter-routing-key"
+        ] == step_queue("QuickProbe")
+        assert queue_counts(node, step_queue("QuickProbe"))[0] == 0  # nothing waiting (or held) in the step's queue
 
         system.stop("workers")  # a worker restart while it waits
         system.start_workers(processes=1, threads=2)

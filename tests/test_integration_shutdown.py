@@ -23,6 +23,7 @@ from conveyor.config import load_config
 from conveyor.runtime import Runtime, build_runtime
 from devtools.localnode import LocalNode
 from devtools.processes import command_line, descendants, living, process_group, purge, queue_counts, wait_for
+from tests.helpers import step_queue
 from tests.system import System
 
 pytestmark = pytest.mark.integration
@@ -80,13 +81,13 @@ class Site(System):
             self._runtime = build_runtime(load_config(self.config_path))
         self._runtime.publisher.publish(topic, data)
 
-    def consumers(self, queue: str) -> int:
-        """How many consumers RabbitMQ has on ``queue``."""
-        return queue_counts(self.broker_url, queue)[1]
+    def consumers(self, step: str) -> int:
+        """How many consumers RabbitMQ has on ``step``'s queue."""
+        return queue_counts(self.broker_url, step_queue(step))[1]
 
-    def ready(self, queue: str) -> int:
-        """How many messages wait in ``queue`` (delivered, unacknowledged ones do not count)."""
-        return queue_counts(self.broker_url, queue)[0]
+    def ready(self, step: str) -> int:
+        """How many messages wait in ``step``'s queue (delivered, unacknowledged ones do not count)."""
+        return queue_counts(self.broker_url, step_queue(step))[0]
 
     def close(self) -> None:
         for process in self.processes.running.values():
@@ -197,7 +198,7 @@ def test_workers_stop_on_signal_pattern(site: Site, pattern: str) -> None:
     if case.outcome == "completed":
         assert done is not None and done["pid"] in workers, done
         assert len(site.state.get("slow-started", probe)) == 1
-        purge(site.broker_url, ["QuickProbe"])
+        purge(site.broker_url, [step_queue("QuickProbe")])
         return
 
     # Given back: delivered again to the next workers, as a redelivery, not as a failed attempt.

@@ -20,8 +20,9 @@ def test_bad_priorities_say_what_is_allowed(bad):
         resolve_priority(bad, 10)
 
 
-def broker_priorities(runtime, queue_name):
-    return [dramatiq.Message.decode(raw).options["broker_priority"] for raw in runtime.broker.queues[queue_name].queue]
+def broker_priorities(runtime, step_name):
+    queue = runtime.broker.queues[runtime.actors[step_name].queue_name]
+    return [dramatiq.Message.decode(raw).options["broker_priority"] for raw in queue.queue]
 
 
 def test_message_overrides_step_which_overrides_default(tmp_path):
@@ -42,7 +43,7 @@ def test_enqueue_with_a_bad_priority_fails_before_publishing(tmp_path):
     runtime = memory_runtime(tmp_path, registry)
     with pytest.raises(ConveyorError, match="from 0 to 10"):
         runtime.publisher.publish("plain", {}, priority=99)
-    assert runtime.broker.queues["Plain"].qsize() == 0
+    assert runtime.broker.queues[runtime.actors["Plain"].queue_name].qsize() == 0
 
 
 def test_step_priority_beyond_max_priority_stops_start_up(tmp_path):

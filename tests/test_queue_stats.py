@@ -13,7 +13,7 @@ from conveyor.ops.management import ManagementAPI, broker_credentials
 from conveyor.ops.queue_stats import QueueStats, queue_stats
 from devtools.processes import wait_for
 from tests.flows.replay_probes import DONE, FIXED
-from tests.helpers import memory_runtime
+from tests.helpers import memory_runtime, step_queue
 from tests.operator_helpers import empty_queues, queue_depth, run_cli, runtime_for, stop, with_management_url
 from tests.system import System
 
@@ -75,7 +75,7 @@ def test_workers_drain_the_queue_and_delayed_and_dead_messages_are_counted(runti
     runtime.publisher.send(STEP, {"id": uuid.uuid4().hex}, topic=TOPIC)  # not fixed: waits 60 s for its retry
     for _ in range(2):
         runtime.publisher.send("AlwaysFails", {"id": uuid.uuid4().hex}, topic="test.always-fails")
-    wait_for(lambda: queue_depth(rabbitmq.url, "AlwaysFails.XQ") == 2)
+    wait_for(lambda: queue_depth(rabbitmq.url, f"{step_queue('AlwaysFails')}.XQ") == 2)
 
     # One wait: RabbitMQ samples every queue at once.
     def settled():

@@ -28,7 +28,6 @@ def test_step_registers_with_its_triggers_and_settings():
     declared = registry.get("Worker")
     assert declared.is_async
     assert declared.runs_on_workers
-    assert declared.queue_name == "Worker"
     assert declared.settings.max_retries == 9
     assert declared.settings.model_fields_set == {"max_retries"}
     assert registry.subscribers() == {"t": [declared]}

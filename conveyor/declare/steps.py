@@ -61,11 +61,6 @@ class Step:
         """Queue-, state- and cron-triggered steps run as Dramatiq actors; HTTP steps run in the gateway."""
         return bool(self.queue_triggers or self.state_triggers or self.cron_triggers)
 
-    @property
-    def queue_name(self) -> str:
-        """The RabbitMQ queue of this step's actor: the step's own name, so the UI reads well."""
-        return self.name
-
     def queue_trigger_for(self, topic: str) -> QueueTrigger | None:
         return next((t for t in self.queue_triggers if t.topic == topic), None)
 
@@ -108,7 +103,7 @@ def step(
     if not _STEP_NAME.match(name):
         raise StepDeclarationError(
             f"step name {name!r} must start with a letter and hold only letters, digits, '_', '.', '-' "
-            "(it names the step's RabbitMQ queue)"
+            "(it names the step's actor and ends its RabbitMQ queue's name)"
         )
     if not triggers:
         raise StepDeclarationError(f"step {name!r} has no triggers; give it http(), queue(), state() or cron()")

@@ -29,8 +29,8 @@ def publisher_lifespan(runtime: Runtime, loop_lag: LoopLag) -> Callable[[Starlet
             if not isinstance(broker, RabbitmqBroker):
                 yield  # the in-memory broker publishes synchronously; nothing to open
                 return
-            parameters = broker.parameters[0] if isinstance(broker.parameters, list) else broker.parameters
-            runtime.publisher.attach(AsyncPublisher(parameters), asyncio.get_running_loop())
+            # Every node, in this process's order: the publisher moves to the next one when its node goes.
+            runtime.publisher.attach(AsyncPublisher(broker.parameters), asyncio.get_running_loop())
             try:
                 yield
             finally:

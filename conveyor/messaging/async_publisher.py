@@ -12,14 +12,17 @@ import asyncio
 import itertools
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pika
+import pika.connection
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel
 from pika.frame import Method
 
 from ..errors import PublishError
+from .connections import describe_nodes
 from .delays import DeclaredQueues
 
 logger = logging.getLogger("conveyor.publisher")
@@ -29,12 +32,22 @@ class AsyncPublisher:
     """One connection and one confirm-mode channel, opened on first use and after a loss.
 
     Parameters:
-      parameters: pika connection parameters (the broker's).
+      parameters: pika connection parameters (the broker's): one node's, or a list of every
+        node's, tried in turn when connecting; after a loss the next node is tried first.
       confirm_timeout: seconds to wait for RabbitMQ's confirm before giving up on a message.
     """
 
-    def __init__(self, parameters: pika.ConnectionParameters, *, confirm_timeout: float = 10.0) -> None:
-        self.parameters = parameters
+    def __init__(
+        self,
+        parameters: pika.connection.Parameters | Sequence[pika.connection.Parameters],
+        *,
+        confirm_timeout: float = 10.0,
+    ) -> None:
+        self.nodes = [parameters] if isinstance(parameters, pika.connection.Parameters) else list(parameters)
+        if not self.nodes:
+            raise ValueError("AsyncPublisher needs the connection parameters of at least one node")
+        #: The node the next connection tries first.
+        self._node = 0
         self.confirm_timeout = confirm_timeout
         self.declared = DeclaredQueues()
         self._channel: Channel | None = None
@@ -103,7 +116,9 @@ class AsyncPublisher:
             self._opening = None
             raise PublishError(f"cannot reach RabbitMQ: {exc!r}") from None
 
-    def _connect(self, opened: asyncio.Future[Channel]) -> None:
+    def _connect(self, opened: asyncio.Future[Channel], failures: tuple[str, ...] = ()) -> None:
+        """Open a connection to the current node; if it cannot be opened, to the next, once round the list."""
+
         def on_channel(channel: Channel) -> None:
             self._channel = channel
             self._tags = itertools.count(1)
@@ -115,16 +130,25 @@ class AsyncPublisher:
             connection.channel(on_open_callback=on_channel)
 
         def on_open_error(connection: AsyncioConnection, error: BaseException) -> None:
-            if not opened.done():
-                opened.set_exception(PublishError(f"cannot connect to RabbitMQ: {error!r}"))
+            tried = (*failures, f"{describe_nodes([node])}: {error!r}")
+            self._node = (self._node + 1) % len(self.nodes)
+            if opened.done():
+                return
+            if len(tried) < len(self.nodes):
+                self._connect(opened, tried)
+            else:
+                opened.set_exception(PublishError(f"cannot connect to RabbitMQ at any node: {'; '.join(tried)}"))
 
         def on_closed(connection: AsyncioConnection, reason: BaseException) -> None:
             self._fail_pending(f"connection to RabbitMQ lost: {reason!r}")
             self._channel = None
             self.declared.forget()
+            if opened.done():  # it was open: reconnect to another node first, this one may be gone
+                self._node = (self._node + 1) % len(self.nodes)
 
+        node = self.nodes[self._node]
         self._connection = AsyncioConnection(
-            self.parameters,
+            node,
             on_open_callback=on_open,
             on_open_error_callback=on_open_error,
             on_close_callback=on_closed,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from typing import TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import dramatiq
 import pika
+import pika.connection
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
@@ -16,6 +19,28 @@ from ..errors import BrokerUnavailableError, UnsupportedBrokerError
 
 #: RabbitMQ's reply code for a queue that does not exist.
 NOT_FOUND = 404
+
+T = TypeVar("T")
+
+
+def node_order(nodes: Sequence[T], rng: random.Random | None = None) -> list[T]:
+    """``nodes`` in an order of this process's own (a shuffle), every node kept.
+
+    pika tries a list of nodes in order, so without it every process of a cluster would
+    connect to the first node, and every queue a client declares would be led from there.
+    """
+    return (rng or random.Random()).sample(list(nodes), k=len(nodes))
+
+
+def node_parameters(broker: RabbitmqBroker) -> list[pika.connection.Parameters]:
+    """The connection parameters of every node the broker knows, in its order."""
+    parameters = broker.parameters
+    return list(parameters) if isinstance(parameters, list) else [parameters]
+
+
+def describe_nodes(parameters: Sequence[pika.connection.Parameters]) -> str:
+    """``host:port/vhost`` of each node, comma separated: for messages, so never with credentials."""
+    return ", ".join(f"{p.host}:{p.port}/{unquote(p.virtual_host)}" for p in parameters)
 
 
 def require_rabbitmq(broker: dramatiq.Broker, feature: str) -> RabbitmqBroker:
@@ -27,19 +52,19 @@ def require_rabbitmq(broker: dramatiq.Broker, feature: str) -> RabbitmqBroker:
 
 @contextmanager
 def own_connection(broker: RabbitmqBroker) -> Iterator[BlockingConnection]:
-    """A connection of the caller's own to the broker's node, closed on exit.
+    """A connection of the caller's own to one of the broker's nodes (the first that answers), closed on exit.
 
     Closing it hands every message fetched with ``basic_get`` but not acknowledged back to
     its queue, in its old place: that is how the operator tools read a queue without taking
     anything out of it.
     """
-    # Dramatiq keeps a list when the broker was given several nodes' parameters: use the first.
-    parameters = broker.parameters[0] if isinstance(broker.parameters, list) else broker.parameters
+    # pika tries each node in turn, in the broker's (this process's) order.
+    parameters = node_parameters(broker)
     try:
         connection = pika.BlockingConnection(parameters)
     except pika.exceptions.AMQPError as exc:
         raise BrokerUnavailableError(
-            f"cannot reach RabbitMQ at {parameters.host}:{parameters.port} ({exc!r}); is it running? "
+            f"cannot reach RabbitMQ at {describe_nodes(parameters)} ({exc!r}); is it running? "
             "Check [broker] url in config.toml or CONVEYOR_BROKER_URL"
         ) from None
     try:

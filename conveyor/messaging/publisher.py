@@ -26,6 +26,7 @@ import dramatiq.errors
 
 from ..errors import ConfigError, PublishError
 from .async_publisher import AsyncPublisher
+from .broker import ConveyorRabbitmqBroker
 from .delays import delay_queue
 from .priorities import resolve_priority
 
@@ -154,7 +155,8 @@ class MessagePublisher:
         Returns once RabbitMQ confirmed every copy. ``delay`` is in seconds; ``priority`` is
         ``"low"``, ``"normal"``, ``"high"`` or an integer up to ``[broker] max_priority``.
         """
-        return [self._send(message, delay) for message in self.messages(topic, data, trace_id, priority)]
+        delay_ms = _milliseconds(delay)
+        return [self._send(message, delay_ms) for message in self.messages(topic, data, trace_id, priority)]
 
     def send(
         self,
@@ -170,15 +172,17 @@ class MessagePublisher:
 
         Extra ``options`` become Dramatiq message options (``priority=``, ``state_group=``...).
         """
-        return self._send(self.message(step_name, data, topic=topic, trace_id=trace_id, **options), delay)
+        message = self.message(step_name, data, topic=topic, trace_id=trace_id, **options)
+        return self._send(message, _milliseconds(delay))
 
-    def resend(self, message: dramatiq.Message[Any]) -> str:
-        """Send a message built elsewhere (a replay keeps every option of the dead one)."""
-        return self._send(message, None)
+    def resend(self, message: dramatiq.Message[Any], delay_ms: int | None = None) -> str:
+        """Send a message built elsewhere (a replay keeps every option of the dead one, the
+        outbox publishes a staged one), ``delay_ms`` milliseconds from now; returns its id."""
+        return self._send(message, delay_ms)
 
-    def _send(self, message: dramatiq.Message[Any], delay: float | None) -> str:
+    def _send(self, message: dramatiq.Message[Any], delay_ms: int | None) -> str:
         try:
-            return self.broker.enqueue(message, delay=_milliseconds(delay)).message_id
+            return self.broker.enqueue(message, delay=delay_ms or None).message_id
         except dramatiq.errors.BrokerConnectionError as exc:
             raise PublishError(
                 f"RabbitMQ did not take the message for step {message.actor_name!r} "
@@ -213,7 +217,9 @@ class MessagePublisher:
         self.broker.emit_before("enqueue", message, delay_ms)  # middleware (priority) sees it as in enqueue()
         routing_key = message.queue_name
         if delay_ms:
-            routing_key, arguments = delay_queue(message.queue_name, delay_ms)
+            # The broker's own arguments for it (a quorum delay queue differs from a classic one).
+            name_for = self.broker.delay_queue if isinstance(self.broker, ConveyorRabbitmqBroker) else delay_queue
+            routing_key, arguments = name_for(message.queue_name, delay_ms)
             await publisher.declare(routing_key, arguments)
         await publisher.publish(
             routing_key,

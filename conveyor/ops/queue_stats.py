@@ -6,13 +6,13 @@ default), so they trail the queues by up to that much.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from dramatiq.common import dq_name, xq_name
 
 from ..messaging.connections import require_rabbitmq
+from ..messaging.delays import is_delay_queue
 from ..runtime import Runtime
 from .management import ManagementAPI
 
@@ -55,12 +55,12 @@ def queue_stats(runtime: Runtime, *, timeout: float = 5.0) -> list[QueueStats]:
     """
     require_rabbitmq(runtime.broker, "Queue stats")
     broker = runtime.config.broker
-    queues = ManagementAPI(broker.management_url, broker.url, timeout=timeout).queues()
+    queues = ManagementAPI(broker.management_urls, broker.urls, timeout=timeout).queues()
     stats = []
     for step, actor in sorted(runtime.actors.items()):
         main = queues.get(actor.queue_name)
-        delay_queues = _delay_queues(actor.queue_name)
-        delayed = [q for name, q in queues.items() if name == dq_name(actor.queue_name) or delay_queues.fullmatch(name)]
+        queue = actor.queue_name
+        delayed = [q for name, q in queues.items() if name == dq_name(queue) or is_delay_queue(name, queue)]
         dead = queues.get(xq_name(actor.queue_name)) or {}
         stats.append(
             QueueStats(
@@ -75,8 +75,3 @@ def queue_stats(runtime: Runtime, *, timeout: float = 5.0) -> list[QueueStats]:
             )
         )
     return stats
-
-
-def _delay_queues(queue: str) -> re.Pattern[str]:
-    # Besides Dramatiq's .DQ, a delayed message waits in a TTL queue per delay (conveyor.delays).
-    return re.compile(re.escape(queue) + r"\.delay\.\d+ms")

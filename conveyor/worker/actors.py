@@ -26,15 +26,25 @@ ContextFactory = Callable[[Step, "dramatiq.Message[Any] | None"], AnyContext]
 MISTAKES = (InvalidInput, UndeclaredTopicError, StateOpError, StateKeyError, StateValueError)
 
 
+def queue_name(step: Step, deployment: str) -> str:
+    """The RabbitMQ queue of ``step``'s actor: ``<deployment>.<flow>.<Step>``, ``<deployment>.<Step>`` with no flow.
+
+    ``deployment`` is ``[project] name``; the flow is the step's first. So RabbitMQ's UI groups
+    queues by deployment, then flow, and two deployments on one vhost never share a queue.
+    Dramatiq's ``.DQ`` and ``.XQ`` and Conveyor's ``.delay.<ms>ms`` queues add to this name.
+    """
+    return ".".join([deployment, *step.flows[:1], step.name])
+
+
 def declare_actor(
-    broker: dramatiq.Broker, step: Step, settings: StepSettings, make_context: ContextFactory
+    broker: dramatiq.Broker, step: Step, settings: StepSettings, make_context: ContextFactory, *, deployment: str
 ) -> dramatiq.Actor[..., Any]:
-    """Declare ``step`` as an actor on ``broker``, its queue named after the step."""
+    """Declare ``step`` as an actor on ``broker``, named after the step, its queue named by :func:`queue_name`."""
     return dramatiq.Actor(
         _actor_function(step, make_context),
         broker=broker,
         actor_name=step.name,
-        queue_name=step.queue_name,
+        queue_name=queue_name(step, deployment),
         priority=0,
         options={**settings.actor_options(), "throws": MISTAKES},
     )
