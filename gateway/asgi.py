@@ -1,6 +1,7 @@
-"""The gateway as an ASGI app to import by name: ``uvicorn gateway.asgi:app`` (used for ``--workers``).
+"""The gateway as an ASGI app to import by name: ``uvicorn gateway.asgi:app``.
 
-Importing it boots the runtime (each uvicorn worker process builds its own app and publisher).
+Importing it boots the runtime: each of several gateway processes (``[gateway] workers``)
+imports it after it starts, and so builds its own app, RabbitMQ publisher and state pool.
 """
 
 from __future__ import annotations

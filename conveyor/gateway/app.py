@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from ..context import AnyContext, AsyncContext, Context
+from ..declare.steps import Step
 from ..errors import ConfigError
+from ..messaging.publisher import Publisher
 from ..runtime import Runtime
 from .admin import admin_app
 from .errors import http_exception
 from .health import health_endpoint
+from .idempotency import IdempotencyKeys
 from .lifespan import publisher_lifespan
 from .loop_lag import LoopLag
 from .middleware import GatewayMiddleware
 from .openapi import openapi_route
 from .routing import Endpoint, path_route, step_endpoint
+from .serving import PID_HEADER
 
 logger = logging.getLogger("conveyor.gateway")
 
@@ -32,6 +40,7 @@ RESERVED_PATHS = frozenset({"/health", "/openapi.json"})
 def build_app(runtime: Runtime) -> Starlette:
     """One route per HTTP path (dispatching on method), ``GET /health`` and ``/_admin``; JSON errors throughout."""
     by_path: dict[str, dict[str, Endpoint]] = {}
+    keys = idempotency_keys(runtime)
     owners: dict[tuple[str, str], str] = {}
     for step in runtime.registry:
         for trigger in step.http_triggers:
@@ -43,9 +52,11 @@ def build_app(runtime: Runtime) -> Starlette:
             if key in owners:
                 raise ConfigError(f"{trigger.method} {trigger.path} is declared by both {owners[key]} and {step.name}")
             owners[key] = step.name
-            by_path.setdefault(trigger.path, {})[trigger.method] = step_endpoint(runtime.context, step, trigger)
+            by_path.setdefault(trigger.path, {})[trigger.method] = step_endpoint(
+                runtime.context, step, trigger, idempotency=keys
+            )
     loop_lag = LoopLag()
-    routes: list[BaseRoute] = [Route("/health", health_endpoint(runtime), methods=["GET"], name="health")]
+    routes: list[BaseRoute] = [Route("/health", _with_pid(health_endpoint(runtime)), methods=["GET"], name="health")]
     routes.append(openapi_route(runtime))
     if runtime.config.admin.api_key:
         routes.append(Mount(ADMIN_PREFIX, app=admin_app(runtime, runtime.config.admin.api_key, loop_lag), name="admin"))
@@ -60,3 +71,36 @@ def build_app(runtime: Runtime) -> Starlette:
         exception_handlers={HTTPException: http_exception},
         lifespan=publisher_lifespan(runtime, loop_lag),
     )
+
+
+def idempotency_keys(runtime: Runtime) -> IdempotencyKeys:
+    """What runs the HTTP steps' requests that carry an ``Idempotency-Key``, on the runtime's store."""
+
+    def contexts(step: Step, *, trace_id: str, publisher: Publisher) -> AnyContext:
+        # As runtime.context, with the request's own publisher (which stages what it enqueues).
+        json_logs = runtime.config.logging.format == "json"
+        if step.is_async:
+            return AsyncContext(
+                step, state=runtime.async_state, publisher=publisher, trace_id=trace_id, json_logs=json_logs
+            )
+        return Context(step, state=runtime.state, publisher=publisher, trace_id=trace_id, json_logs=json_logs)
+
+    gateway = runtime.config.gateway
+    return IdempotencyKeys(
+        runtime.state,
+        runtime.async_state,
+        runtime.publisher,
+        contexts,
+        ttl=gateway.idempotency_ttl,
+        lease=gateway.idempotency_lease,
+    )
+
+
+def _with_pid(endpoint: Endpoint) -> Endpoint:
+    # Which of several gateway processes on one port answered (see conveyor.gateway.serving).
+    async def answered_by(request: Request) -> Response:
+        response = await endpoint(request)
+        response.headers[PID_HEADER] = str(os.getpid())
+        return response
+
+    return answered_by

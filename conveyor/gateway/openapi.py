@@ -3,8 +3,9 @@
 Every HTTP trigger becomes an operation: the step's name is its ``operationId``, its
 description the ``summary`` and its flows the ``tags``. The trigger's ``body`` model is the
 JSON request body, its ``query`` model the query parameters, and each ``responses`` model the
-body for that status. The errors the gateway answers before or after the handler (400, 404,
-413, 415, 500, 503) are documented on the operations where they can occur, 405 (a method a path
+body for that status. POST, PUT and PATCH operations take the optional ``Idempotency-Key``
+header. The errors the gateway answers before or after the handler (400, 404, 409, 413, 415,
+422, 500, 503) are documented on the operations where they can occur, 405 (a method a path
 lacks) on each path and in ``components/responses``, and ``GET /health`` beside the steps.
 Models are shared through ``components/schemas``::
 
@@ -30,7 +31,11 @@ from starlette.routing import Route
 from ..declare.steps import Step
 from ..declare.triggers import HttpTrigger
 from ..runtime import Runtime
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
+from .idempotency import METHODS as IDEMPOTENT_METHODS
+from .idempotency import REPLAYED_HEADER
 from .parsing import MAX_JSON_DEPTH
+from .serving import PID_HEADER
 
 #: Where :func:`openapi_route` serves the document.
 OPENAPI_PATH = "/openapi.json"
@@ -116,9 +121,9 @@ def openapi_document(runtime: Runtime, *, openapi_path: str | None = OPENAPI_PAT
         "summary": "Can the gateway reach RabbitMQ and the state store?",
         "tags": ["gateway"],
         "responses": {
-            "200": _json_response("Every component answers", schemas.ref(Health)),
+            "200": _with_pid(_json_response("Every component answers", schemas.ref(Health))),
             "413": _json_response(_TOO_LARGE, schemas.ref(BodyTooLarge)),
-            "503": _json_response("A component is unreachable; the body says which", schemas.ref(Health)),
+            "503": _with_pid(_json_response("A component is unreachable; the body says which", schemas.ref(Health))),
         },
     }
     if openapi_path is not None:
@@ -243,6 +248,8 @@ def _step_operation(
         operation["description"] = f"Step {step.name}."
     has_path_parameters = bool(parameters)
     parameters = parameters + _query_parameters(trigger, schemas)
+    if trigger.method in IDEMPOTENT_METHODS:
+        parameters.append(_IDEMPOTENCY_KEY)
     if parameters:
         operation["parameters"] = parameters
     if trigger.body is not None:
@@ -298,12 +305,19 @@ def _responses(step: Step, trigger: HttpTrigger, has_path_parameters: bool, sche
         problems = "a JSON body was sent and is malformed"
     if trigger.query is not None:
         problems += "; or the query string fails validation"
+    if trigger.method in IDEMPOTENT_METHODS:
+        problems += f"; or the {IDEMPOTENCY_HEADER} header is malformed"
     gateway(400, f"Refused: {problems}", InvalidRequest)
     if has_path_parameters:
         gateway(404, "No route matches: a path parameter is empty or holds '/'", GatewayError)
     gateway(413, _TOO_LARGE, BodyTooLarge)
     if trigger.body is not None:
         gateway(415, "The Content-Type is not application/json (or +json)", GatewayError)
+    if trigger.method in IDEMPOTENT_METHODS:
+        gateway(
+            409, f"The first request with this {IDEMPOTENCY_HEADER} is still running: retry it shortly", GatewayError
+        )
+        gateway(422, f"This {IDEMPOTENCY_HEADER} was already used for a different request", GatewayError)
     gateway(500, "The step crashed; the log has the traceback under requestId", InternalError)
     if step.enqueues:
         gateway(503, "RabbitMQ did not confirm the enqueued work: nothing was queued, try again", GatewayError)
@@ -312,9 +326,27 @@ def _responses(step: Step, trigger: HttpTrigger, has_path_parameters: bool, sche
 
 _REQUEST_ID = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
 
+_IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Run this request once: a repeat with the same key and the same request (method, path, query, "
+        f"body) gets the first answer again, marked {REPLAYED_HEADER}: true, without running the step; "
+        "the same key on another request is a 422; a repeat while the first runs waits for it, or gets a 409. "
+        "Answers of 500 and more are not kept: retry them with the same key."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+}
+
 
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "headers": _REQUEST_ID, "content": {_JSON: {"schema": schema}}}
+
+
+def _with_pid(response: dict[str, Any]) -> dict[str, Any]:
+    pid = {"description": "The pid of the gateway process that answered", "schema": {"type": "string"}}
+    return {**response, "headers": {**response["headers"], PID_HEADER: pid}}
 
 
 def _version() -> str:

@@ -17,8 +17,10 @@ from ..declare.requests import Request
 from ..declare.steps import Step
 from ..declare.triggers import HttpTrigger
 from ..errors import PublishError, StateKeyError, StateUnavailableError
+from ..messaging.publisher import Publisher
 from ..tracing import current_trace_id
 from .errors import json_error
+from .idempotency import METHODS, IdempotencyKeys
 from .parsing import BadRequest, check_path_params, read_body, read_query
 
 logger = logging.getLogger("conveyor.gateway")
@@ -45,11 +47,19 @@ def path_route(path: str, endpoints: dict[str, Endpoint]) -> Route:
     return Route(path, dispatch, methods=list(endpoints), name=path)
 
 
-def step_endpoint(make_context: ContextFactory, step: Step, trigger: HttpTrigger) -> Endpoint:
-    """An endpoint that runs ``step`` for requests matching ``trigger``."""
+def step_endpoint(
+    make_context: ContextFactory, step: Step, trigger: HttpTrigger, *, idempotency: IdempotencyKeys | None = None
+) -> Endpoint:
+    """An endpoint that runs ``step`` for requests matching ``trigger``.
+
+    With ``idempotency`` (and a POST, PUT or PATCH trigger), a request carrying an
+    ``Idempotency-Key`` runs once per key (:mod:`~conveyor.gateway.idempotency`).
+    """
+    keys = idempotency if trigger.method in METHODS else None
 
     async def endpoint(http_request: HTTPRequest) -> Response:
         try:
+            key = keys.key_of(http_request) if keys is not None else None
             check_path_params(http_request.path_params)
             request = Request(
                 method=http_request.method,
@@ -63,29 +73,41 @@ def step_endpoint(make_context: ContextFactory, step: Step, trigger: HttpTrigger
             return exc.response
         # The request id doubles as the trace id unless the client sends one to follow.
         trace_id = http_request.headers.get("x-trace-id") or http_request.scope["state"]["request_id"]
-        ctx = make_context(step, trace_id=trace_id)
-        current_trace_id.set(ctx.trace_id)  # state triggers fired by this request's writes carry it on
-        try:
-            result = await _call(step, request, ctx)
-            await ctx.settle()
-        except PublishError as exc:
-            # Never answer 2xx for work RabbitMQ did not confirm: the client must retry.
-            logger.error("Enqueue failed in step %s: %s", step.name, exc)
-            return json_error(
-                503,
-                "The request could not be queued: the message broker did not confirm it. Try again shortly.",
-            )
-        except StateKeyError as exc:
-            # A name the store cannot hold (a NUL, an empty or over-long key), most often taken
-            # from the request: the same 400 on every backend, where PostgreSQL would fail.
-            logger.warning("Step %s: %s", step.name, exc)
-            return json_error(400, str(exc))
-        except StateUnavailableError as exc:
-            logger.error("State store unreachable in step %s: %s", step.name, exc)
-            return json_error(503, "The state store is unreachable. Try again shortly.")
-        return shape_response(result, trigger)
+        if key is None or keys is None:
+            return await run_step(step, trigger, request, make_context(step, trace_id=trace_id))
+
+        contexts = keys.contexts
+
+        def staged(publisher: Publisher) -> Awaitable[Response]:
+            return run_step(step, trigger, request, contexts(step, trace_id=trace_id, publisher=publisher))
+
+        return await keys.run(step, key, http_request, staged)
 
     return endpoint
+
+
+async def run_step(step: Step, trigger: HttpTrigger, request: Request, ctx: AnyContext) -> Response:
+    """Run ``step``'s handler on a parsed ``request`` and answer; what the broker or the store refused is a 4xx/5xx."""
+    current_trace_id.set(ctx.trace_id)  # state triggers fired by this request's writes carry it on
+    try:
+        result = await _call(step, request, ctx)
+        await ctx.settle()
+    except PublishError as exc:
+        # Never answer 2xx for work RabbitMQ did not confirm: the client must retry.
+        logger.error("Enqueue failed in step %s: %s", step.name, exc)
+        return json_error(
+            503,
+            "The request could not be queued: the message broker did not confirm it. Try again shortly.",
+        )
+    except StateKeyError as exc:
+        # A name the store cannot hold (a NUL, an empty or over-long key), most often taken
+        # from the request: the same 400 on every backend, where PostgreSQL would fail.
+        logger.warning("Step %s: %s", step.name, exc)
+        return json_error(400, str(exc))
+    except StateUnavailableError as exc:
+        logger.error("State store unreachable in step %s: %s", step.name, exc)
+        return json_error(503, "The state store is unreachable. Try again shortly.")
+    return shape_response(result, trigger)
 
 
 async def _call(step: Step, request: Request, ctx: AnyContext) -> Any:

@@ -1,0 +1,102 @@
+"""``[gateway] workers = N``: N gateway processes on one port, each with a SO_REUSEPORT socket of its own.
+
+Real processes (``python -m gateway``) against the suite's RabbitMQ node; ``GET /health`` names
+the process that answered in its ``X-Gateway-Pid`` header.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.localnode import LocalNode
+from devtools.processes import command_line, descendants, living, wait_for
+from tests.system import System
+
+PID_HEADER = "x-gateway-pid"
+
+
+class Gateways(System):
+    """A system on the test probes whose only process is ``python -m gateway`` with N workers."""
+
+    def __init__(self, base: Path, broker_url: str, workers: int) -> None:
+        super().__init__(base, broker_url, flows=["tests.flows"], gateway_workers=workers)
+        self.parent = self.start_gateway()
+
+    def serving(self) -> set[int]:
+        """The gateway processes under the parent (not multiprocessing's resource tracker)."""
+        return {pid for pid in descendants(self.parent.pid) if "multiprocessing.spawn" in command_line(pid)}
+
+    def answered_by(self) -> int:
+        """The pid of the process that answers ``GET /health`` on a new connection."""
+        with httpx.Client(base_url=self.url, timeout=5) as fresh:
+            response = fresh.get("/health")
+        assert response.status_code == 200, response.text
+        return int(response.headers[PID_HEADER])
+
+    def all_answering(self, count: int) -> set[int] | None:
+        """The serving pids, once ``count`` of them answer requests."""
+        pids = self.serving()
+        seen = {self.answered_by() for _ in range(40)}
+        return pids if len(pids) == count and seen == pids else None
+
+
+@pytest.fixture
+def gateways(tmp_path: Path, rabbitmq: LocalNode) -> Iterator[Gateways]:
+    running = Gateways(tmp_path, rabbitmq.url, workers=2)
+    yield running
+    for pid in living(descendants(running.parent.pid)):
+        os.kill(pid, signal.SIGKILL)  # a failed test must not leave any behind
+    running.stop_all()
+
+
+def test_new_connections_reach_every_gateway_process(gateways: Gateways) -> None:
+    serving = wait_for(lambda: gateways.all_answering(2), timeout=60, what="two gateway processes answering")
+    assert gateways.parent.pid not in serving
+    spread = Counter(gateways.answered_by() for _ in range(300))
+    print(f"\n300 new connections over 2 gateway processes: {sorted(spread.values())}")
+    assert set(spread) == serving
+    # The kernel hashes each connection to one socket: far from one process taking them all.
+    assert min(spread.values()) >= 60
+
+
+def test_a_killed_gateway_process_is_replaced_and_the_port_keeps_answering(gateways: Gateways) -> None:
+    serving = wait_for(lambda: gateways.all_answering(2), timeout=60, what="two gateway processes answering")
+    victim, survivor = sorted(serving)
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(lambda: not living({victim}), timeout=10, what="the killed process to be gone")
+    answers = Counter(gateways.answered_by() for _ in range(50))
+    assert victim not in answers and survivor in answers
+    replaced = wait_for(lambda: gateways.all_answering(2), timeout=60, what="a replacement gateway process")
+    print(f"\nreplacement answering {time.monotonic() - killed_at:.1f}s after the SIGKILL")
+    assert survivor in replaced and victim not in replaced
+    assert "exited with code -9; starting another" in gateways.log("gateway")
+
+
+def test_sigterm_to_the_parent_stops_every_gateway_process(gateways: Gateways) -> None:
+    serving = wait_for(lambda: gateways.all_answering(2), timeout=60, what="two gateway processes answering")
+    started = time.monotonic()
+    gateways.parent.send_signal(signal.SIGTERM)
+    assert gateways.parent.wait(30) == 0
+    assert living(serving) == set()
+    print(f"\nSIGTERM: parent and both processes gone in {time.monotonic() - started:.1f}s")
+    assert gateways.log("gateway").count("Finished server process") == 2
+    with pytest.raises(httpx.TransportError):
+        gateways.answered_by()
+
+
+def test_one_worker_is_one_process(tmp_path: Path, rabbitmq: LocalNode) -> None:
+    single = Gateways(tmp_path, rabbitmq.url, workers=1)
+    try:
+        assert single.answered_by() == single.parent.pid
+        assert single.serving() == set()
+    finally:
+        single.stop_all()
