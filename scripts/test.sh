@@ -21,6 +21,8 @@ for arg in "$@"; do
   if [[ "$arg" != -* ]]; then exec python -m pytest "$@"; fi
 done
 # Three test files at a time: most integration tests wait on processes and RabbitMQ, not on the CPU.
-# The fault run restarts RabbitMQ under load, so it runs alone, after the rest.
-python -m pytest -n 3 --dist loadfile -m "not serial" "$@"
-exec python -m pytest -m serial "$@"
+# The fault run restarts RabbitMQ under load, so it runs alone, after the rest; then the cluster suite
+# (3 RabbitMQ nodes, PostgreSQL, two of each process, killed in turn), alone too.
+python -m pytest -n 3 --dist loadfile -m "not serial and not cluster" "$@"
+python -m pytest -m serial "$@"
+exec python -m pytest -m cluster -s "$@"

@@ -15,7 +15,7 @@ from tests.state_backends import store, where  # noqa: F401 - the state contract
 
 #: Fixtures that start real servers or processes: a test using one (even through another
 #: fixture) is an integration test, and `pytest -m "not integration"` leaves it out.
-INTEGRATION_FIXTURES = frozenset({"rabbitmq", "postgres"})
+INTEGRATION_FIXTURES = frozenset({"rabbitmq", "postgres", "cluster", "deployment"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
