@@ -41,6 +41,18 @@ class Management:
             pass
 
 
+@contextmanager
+def own_vhost(node: LocalNode, prefix: str) -> Iterator[str]:
+    """A virtual host of the caller's own on ``node`` (``prefix-<random>``), deleted on exit: its AMQP URL."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    management = Management(node)
+    management.create_vhost(name)
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:{node.port}/{quote(name, safe='')}"
+    finally:
+        management.delete_vhost(name)
+
+
 class FlowSystem(System):
     """A :class:`~tests.system.System` whose broker URL points at a virtual host made for it."""
 

@@ -27,7 +27,7 @@ from conveyor.ops.queue_stats import queue_stats
 from conveyor.runtime import Runtime
 from devtools.localnode import LocalNode
 from devtools.processes import ROOT, free_port, wait_for
-from tests.flow_support import Management
+from tests.flow_support import own_vhost
 
 
 def dead_url(user: str = "guest:guest", vhost: str = "%2F") -> str:
@@ -100,18 +100,15 @@ def test_each_process_tries_the_nodes_in_an_order_of_its_own() -> None:
 
 
 @pytest.fixture(scope="module")
-def vhost(rabbitmq: LocalNode) -> Iterator[str]:
+def live_url(rabbitmq: LocalNode) -> Iterator[str]:
     """A virtual host of this module's own on the suite's node."""
-    name = f"nodes-{uuid.uuid4().hex[:8]}"
-    management = Management(rabbitmq)
-    management.create_vhost(name)
-    yield name
-    management.delete_vhost(name)
+    with own_vhost(rabbitmq, "nodes") as url:
+        yield url
 
 
-@pytest.fixture
-def live_url(rabbitmq: LocalNode, vhost: str) -> str:
-    return f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/{vhost}"
+@pytest.fixture(scope="module")
+def vhost(live_url: str) -> str:
+    return live_url.rsplit("/", 1)[1]
 
 
 def test_a_broker_whose_first_node_is_down_publishes_and_consumes_through_the_next(live_url: str) -> None:

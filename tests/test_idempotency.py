@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -28,8 +27,8 @@ from conveyor.gateway import idempotency as idempotency_module
 from conveyor.runtime import Runtime
 from devtools.localnode import LocalNode
 from devtools.processes import purge, queue_depth
+from tests.flow_support import own_vhost
 
-VHOST = "idempotency-tests"
 SINK = "IdempotencySink"
 
 
@@ -41,11 +40,8 @@ class Order(BaseModel):
 @pytest.fixture(scope="module")
 def broker_url(rabbitmq: LocalNode) -> Iterator[str]:
     """A vhost of this module's own, so no other test's consumers or messages meet ours."""
-    for args in (("add_vhost", VHOST), ("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")):
-        result = rabbitmq.ctl(*args)
-        assert result.returncode == 0, result.stderr
-    yield f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/{quote(VHOST, safe='')}"
-    rabbitmq.ctl("delete_vhost", VHOST)
+    with own_vhost(rabbitmq, "idempotency") as url:
+        yield url
 
 
 class Steps:

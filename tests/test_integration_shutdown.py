@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -23,12 +22,12 @@ from conveyor.config import load_config
 from conveyor.runtime import Runtime, build_runtime
 from devtools.localnode import LocalNode
 from devtools.processes import command_line, descendants, living, process_group, purge, queue_counts, wait_for
+from tests.flow_support import own_vhost
 from tests.helpers import step_queue
 from tests.system import System
 
 pytestmark = pytest.mark.integration
 
-VHOST = "shutdown-tests"
 
 #: Seconds the in-flight message's handler runs (SlowProbe sleeps this long).
 SLOW = 1.0
@@ -62,11 +61,8 @@ def kill_group(pgid: int) -> None:
 @pytest.fixture(scope="module")
 def broker_url(rabbitmq: LocalNode) -> Iterator[str]:
     """A vhost of this module's own: no other module's messages, none of ours left for them."""
-    for args in (("add_vhost", VHOST), ("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")):
-        result = rabbitmq.ctl(*args)
-        assert result.returncode == 0, result.stderr
-    yield f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/{quote(VHOST, safe='')}"
-    rabbitmq.ctl("delete_vhost", VHOST)
+    with own_vhost(rabbitmq, "shutdown") as url:
+        yield url
 
 
 class Site(System):

@@ -25,24 +25,21 @@ from conveyor.messaging.delays import DelayQueueJanitor, delay_queue
 from conveyor.runtime import Runtime
 from devtools.localnode import LocalNode
 from devtools.processes import ROOT, wait_for
-from tests.flow_support import Management
+from tests.flow_support import Management, own_vhost
 
 DELIVERY_LIMIT = 2
 
 
 @pytest.fixture(scope="module")
-def vhost(rabbitmq: LocalNode) -> Iterator[str]:
+def url(rabbitmq: LocalNode) -> Iterator[str]:
     """A virtual host of this module's own: its quorum queues meet no classic queue of another test."""
-    name = f"quorum-{uuid.uuid4().hex[:8]}"
-    management = Management(rabbitmq)
-    management.create_vhost(name)
-    yield name
-    management.delete_vhost(name)
+    with own_vhost(rabbitmq, "quorum") as url:
+        yield url
 
 
-@pytest.fixture
-def url(rabbitmq: LocalNode, vhost: str) -> str:
-    return f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/{vhost}"
+@pytest.fixture(scope="module")
+def vhost(url: str) -> str:
+    return url.rsplit("/", 1)[1]
 
 
 @pytest.fixture

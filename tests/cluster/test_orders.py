@@ -123,8 +123,8 @@ def test_leader_and_gateway_killed_mid_stream_lose_nothing_and_keys_make_one_ord
     refused = plain.refused()
     made = orders_by_key(deployment.state, keyed.keys)
     print(
-        f"\n[cluster 2] plain: {len(plain.accepted)}/300 accepted, all {len(plain_done)} processed; refused "
-        f"{plain.by_outcome()} over {plain.window():.1f}s, the first "
+        f"\n[cluster 2] plain: {len(plain.accepted)}/300 accepted, all {len(plain_done)} processed; answers "
+        f"{plain.by_outcome()}, the refusals over {plain.window():.1f}s, the first "
         f"{min((a.at for a in refused), default=faults['leader killed']) - faults['leader killed']:+.1f}s after "
         f"the kill; processing stalled at most {stall:.1f}s; the killed node rejoined in {rejoin:.1f}s"
     )
