@@ -39,11 +39,19 @@ def poison(probe: Probe, ctx: Context) -> None:
     os._exit(3)
 
 
+@step(name="Refuses", flows=["cluster-probes"], triggers=[queue("cluster.refuses", input=Probe)], max_retries=0)
+def refuses(probe: Probe, ctx: Context) -> None:
+    """Fails at once, for good, until its probe is marked fixed: a dead message for the operator tools."""
+    ctx.state.update("refused", probe.id, [{"type": "increment", "path": "n"}])
+    if ctx.state.get("fixed", probe.id) is None:
+        raise RuntimeError(f"not fixed yet: {probe.id}")
+
+
 @step(
     name="ClusterEnqueue",
     flows=["cluster-probes"],
     triggers=[http("POST", "/_cluster/:topic", body=Probe)],
-    enqueues=["cluster.slow", "cluster.poison"],
+    enqueues=["cluster.slow", "cluster.poison", "cluster.refuses"],
 )
 async def enqueue(request: Request, ctx: AsyncContext) -> dict[str, object]:
     ids = await ctx.enqueue(request.path_params["topic"], request.body.model_dump())
