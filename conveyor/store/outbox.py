@@ -19,7 +19,8 @@ from typing import Any
 import dramatiq
 
 from ..errors import PublishError
-from .base import CLAIM_LEASE, StateStore
+from .base import StateStore
+from .outbox_rows import CLAIM_LEASE
 from .transactions import Pending, PendingTrigger
 
 logger = logging.getLogger("conveyor.outbox")
