@@ -113,6 +113,9 @@ class Harness:
         self.gateway_port = free_port()
         self.processes = Processes(self.base)
         self._previous_sigterm: Any = None
+        #: The nodes the configs written from now on name (None: :attr:`node`), and their extra ``[broker]`` keys.
+        self._broker_nodes: list[LocalNode] | None = None
+        self._broker_settings: dict[str, str | int] = {}
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -185,12 +188,7 @@ class Harness:
 
     def node_pid(self) -> int | None:
         """The RabbitMQ node's OS process id (from its pid file), if it is running."""
-        if self.node is None:
-            return None
-        try:
-            return int((self.node.base / "rabbitmq.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return None if self.node is None else rabbitmq_pid(self.node)
 
     # -- config --------------------------------------------------------------------------------
 
@@ -200,6 +198,29 @@ class Harness:
         if self.node is None:
             raise BenchError("the node is not started")
         return with_heartbeat(self.node.url, HEARTBEAT)
+
+    def use_broker(self, nodes: list[LocalNode] | None = None, **settings: str | int) -> None:
+        """Have the configs written from now on name ``nodes`` (a cluster; default: the harness's own node).
+
+        ``settings`` are more ``[broker]`` keys, such as ``queue_type="quorum"``. Example::
+
+            bench.use_broker(cluster.nodes, queue_type="quorum")
+        """
+        self._broker_nodes = list(nodes) if nodes else None
+        self._broker_settings = dict(settings)
+
+    @property
+    def broker_nodes(self) -> list[LocalNode]:
+        """The RabbitMQ nodes the benchmark's processes use (:meth:`use_broker`), the first to run rabbitmqctl on."""
+        if self._broker_nodes is not None:
+            return self._broker_nodes
+        if self.node is None:
+            raise BenchError("the node is not started")
+        return [self.node]
+
+    def rabbitmq_pids(self) -> list[int]:
+        """The OS processes (Erlang VMs, beam.smp) of :attr:`broker_nodes` that are running."""
+        return [pid for node in self.broker_nodes if (pid := rabbitmq_pid(node)) is not None]
 
     def write_config(
         self, *, flows: list[str], log_level: str = "INFO", extra: str = "", state_url: str | None = None
@@ -219,8 +240,20 @@ class Harness:
             state_url=state_url,
             extra=extra,
         )
+        if self._broker_nodes is not None or self._broker_settings:
+            self._rewrite_broker_url()
         self.processes.env["CONVEYOR_CONFIG"] = str(self.config_path)
         return self.config_path
+
+    def _rewrite_broker_url(self) -> None:
+        # devtools' config names one URL: swap in the list of nodes and the extra [broker] keys.
+        text = self.config_path.read_text()
+        line = f'url = "{self.broker_url}"\n'
+        if line not in text:
+            raise BenchError(f"{self.config_path}: no line {line.strip()!r} to put the node list in")
+        urls = [with_heartbeat(node.url, HEARTBEAT) for node in self.broker_nodes]
+        keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in self._broker_settings.items())
+        self.config_path.write_text(text.replace(line, f"url = {json.dumps(urls)}\n{keys}", 1))
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -316,6 +349,14 @@ def _loopback_erlang_distribution() -> Iterator[None]:
             del os.environ[variable]
         else:
             os.environ[variable] = previous
+
+
+def rabbitmq_pid(node: LocalNode) -> int | None:
+    """The OS process id of ``node``'s Erlang VM (from its pid file), if it has one."""
+    try:
+        return int((node.base / "rabbitmq.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _alive(pid: int) -> bool:

@@ -79,12 +79,20 @@ class Trial:
     """One system's run in one round: fresh state, its processes, the phases, the stock check."""
 
     def __init__(
-        self, bench: Harness, system: System, args: argparse.Namespace, round_number: int, postgres: Postgres | None
+        self,
+        bench: Harness,
+        system: System,
+        args: argparse.Namespace,
+        round_number: int,
+        postgres: Postgres | None,
+        *,
+        name: str | None = None,
     ) -> None:
         self.bench = bench
         self.system = system
         self.args = args
-        self.label = f"{system.name}-r{round_number}"
+        #: Names the trial's processes, logs and database: ``name`` (default the system's) and the round.
+        self.label = f"{name or system.name}-r{round_number}"
         self.round = round_number
         self.postgres = postgres if system.backend == "postgres" else None
         self.deadline = time.monotonic() + args.timeout
@@ -304,8 +312,7 @@ class Trial:
 
     def _wait_queues_empty(self) -> None:
         """Until the system's queues hold no message, ready or unacknowledged (``rabbitmqctl list_queues``)."""
-        node = self.bench.node
-        assert node is not None
+        node = self.bench.broker_nodes[0]
         wanted = set(self.system.queues)
         while True:
             self._check_alive()

@@ -26,6 +26,7 @@ MODULES = {
     "devtools.localnode",
     "bench.worker_throughput",
     "bench.orders",
+    "bench.cluster",
     "bench.pipeline",
     "bench.gateway",
     "bench.memory",
