@@ -201,7 +201,10 @@ def test_a_scheduler_frozen_inside_its_claim_holds_the_others_up_briefly(rabbitm
     system = cron_system(tmp_path, rabbitmq, postgres.url)
     names = ["frozen", "steady"]
     try:
-        start_schedulers(system, names, env={"frozen": {"CONVEYOR_FAULT_STOP_IN_CLAIM": "1"}})
+        # The steady one first, firing already: the frozen one freezes in the first claim it makes.
+        start_schedulers(system, ["steady"])
+        wait_for(lambda: "Fired cron step" in system.log("steady"), timeout=60, what="the steady scheduler to fire")
+        start_schedulers(system, ["frozen"], env={"frozen": {"CONVEYOR_FAULT_STOP_IN_CLAIM": "1"}})
         pid = system.processes.running["frozen"].pid
         wait_for(lambda: _state(pid) == "T", timeout=60, what="the scheduler to stop itself in its claim")
         stopped_at = datetime.now(UTC)

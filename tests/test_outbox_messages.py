@@ -217,6 +217,7 @@ def test_an_older_sqlite_file_gains_the_outbox_columns(tmp_path):
 def test_an_older_postgresql_database_gains_the_outbox_columns(postgres):
     with psycopg.connect(postgres.url, autocommit=True) as db:
         db.execute("DROP TABLE IF EXISTS outbox")
+        db.execute("DROP TABLE IF EXISTS conveyor_schema")  # an older Conveyor kept no schema version
         db.execute(OLD_OUTBOX.format(id="bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real="double precision"))
     try:
         with open_store(postgres.url) as store:
@@ -225,5 +226,25 @@ def test_an_older_postgresql_database_gains_the_outbox_columns(postgres):
     finally:
         with psycopg.connect(postgres.url, autocommit=True) as db:
             db.execute("DROP TABLE outbox")
+            db.execute("DROP TABLE conveyor_schema")
         with open_store(postgres.url) as fresh:
             fresh.check()  # type: ignore[attr-defined]  # makes it afresh, for the tests after this one
+
+
+def test_a_process_starting_on_a_current_database_waits_for_no_running_transaction(postgres):
+    """Starting takes no lock on a live table: a transaction left open (a frozen scheduler's
+    claim, a long handler) must not hold up, or deadlock with, the next process's start."""
+    with open_store(postgres.url) as first:
+        first.check()  # type: ignore[attr-defined]  # the schema exists and is current
+    with psycopg.connect(postgres.url) as holder:
+        holder.execute("INSERT INTO outbox (step, payload, created_at) VALUES ('Held', 'null', 1)")  # left open
+        with psycopg.connect(postgres.url, autocommit=True) as db:
+            db.execute("ALTER DATABASE conveyor SET lock_timeout = '5s'")  # a wait fails, not hangs
+        try:
+            with open_store(postgres.url) as second:
+                second.check()  # type: ignore[attr-defined]
+                assert second.get("g", "k") is None
+        finally:
+            with psycopg.connect(postgres.url, autocommit=True) as db:
+                db.execute("ALTER DATABASE conveyor RESET lock_timeout")
+        holder.rollback()

@@ -59,9 +59,12 @@ _SCHEMA = (
         PRIMARY KEY (step, tick)
     )""",
     "CREATE INDEX IF NOT EXISTS cron_fires_age ON cron_fires (fired_at)",
+    "CREATE TABLE IF NOT EXISTS conveyor_schema (version integer NOT NULL)",
 )
 #: Serialises the schema's creation: concurrent CREATE ... IF NOT EXISTS can still collide.
 _SCHEMA_LOCK = 0x636F6E76  # "conv"
+#: The version :data:`_SCHEMA` makes; bump it with every statement added there.
+SCHEMA_VERSION = 2
 
 #: How long a call waits for a connection while the server is known to be down (seconds).
 DOWN_TIMEOUT = 1.0
@@ -259,14 +262,29 @@ class PostgresStateStore(StateStore):
         return connection
 
     def _make_schema(self, connection: psycopg.Connection[Any]) -> None:
+        # A read first: the DDL takes strong locks on live tables (ALTER TABLE an exclusive one), which
+        # would queue every process's start behind the transactions running, and deadlock with them.
         try:
+            if self._schema_version(connection) == SCHEMA_VERSION:
+                self._schema_ready = True
+                return
             with connection.transaction():
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 for statement in _SCHEMA:
                     connection.execute(statement)
+                connection.execute("DELETE FROM conveyor_schema")
+                connection.execute("INSERT INTO conveyor_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
         except psycopg.OperationalError as exc:
             raise StateUnavailableError(f"{self.describe()}: {' '.join(str(exc).split())}") from exc
         self._schema_ready = True
+
+    @staticmethod
+    def _schema_version(connection: psycopg.Connection[Any]) -> int | None:
+        with connection.transaction():
+            if connection.execute("SELECT to_regclass('conveyor_schema')").fetchone() in (None, (None,)):
+                return None
+            row = connection.execute("SELECT max(version) FROM conveyor_schema").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     @contextmanager
     def _reader(self) -> Iterator[_Session]:
