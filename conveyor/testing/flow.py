@@ -180,11 +180,11 @@ class FlowEnvironment:
                 _wait_done(queue, deadline, self._busy)
             if broker.taken != taken or any(q.unfinished_tasks for q in broker.queues.values()):
                 continue  # a handler enqueued more while we waited on other queues: go round again
-            if self.state.pending_triggers(limit=1):
-                # A write committed state triggers that are still being published (from an async
-                # handler, off its loop): they are messages to wait for too.
+            if self.state.pending_outbox(limit=1):
+                # A write committed state triggers (or a transaction staged messages) that are still
+                # being published (from an async handler, off its loop): they are messages to wait for too.
                 if time.monotonic() > deadline:
-                    raise TimeoutError("the flow did not settle in time: state triggers stay unpublished")
+                    raise TimeoutError("the flow did not settle in time: state triggers or messages stay unpublished")
                 time.sleep(0.001)
                 continue
             due = broker.next_due()
