@@ -215,3 +215,56 @@ def test_enqueue_to_a_stopped_node_backs_off_for_seconds_then_gives_up(caplog: p
     assert pauses == sorted(pauses)
     assert "after 7 attempts" in str(caught.value)
     assert all(f":{p.port}/" in str(caught.value) for p in node_parameters(broker))
+
+
+class FlakyPublisher:
+    """Stands in for the gateway's AsyncPublisher: fails ``failures`` times with ``error``, then takes the message."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures, self.error = failures, error
+        self.attempts: list[str] = []
+
+    async def declare(self, queue: str, arguments: dict) -> None:
+        pass
+
+    async def publish(self, routing_key: str, body: bytes, **_: object) -> None:
+        self.attempts.append(routing_key)
+        if len(self.attempts) <= self.failures:
+            raise self.error
+
+
+def test_the_gateway_publisher_waits_out_an_interrupted_publish_but_not_a_refusal(tmp_path, monkeypatch):
+    from conveyor import Registry, queue, step
+    from conveyor.errors import PublishError
+    from conveyor.messaging import publisher as publisher_module
+    from conveyor.messaging.async_publisher import PublishInterrupted
+    from tests.helpers import memory_runtime
+
+    registry = Registry()
+    step(name="Work", triggers=[queue("work")], registry=registry)(lambda data, ctx: None)
+    runtime = memory_runtime(tmp_path, registry)
+    monkeypatch.setattr(publisher_module, "enqueue_pauses", lambda: [0.0] * len(ENQUEUE_PAUSES))
+
+    async def publish_with(flaky: FlakyPublisher) -> list[str]:
+        runtime.publisher.attach(flaky, asyncio.get_running_loop())  # type: ignore[arg-type]
+        try:
+            return await runtime.publisher.publish_async("work", {"n": 1})
+        finally:
+            runtime.publisher.detach()
+
+    try:
+        # A node lost, then a nack during the election: taken on the third try.
+        flaky = FlakyPublisher(2, PublishInterrupted("connection to RabbitMQ lost"))
+        assert len(asyncio.run(publish_with(flaky))) == 1 and len(flaky.attempts) == 3
+        # Interrupted on every try: the error once the pauses are spent (the request's 503).
+        always = FlakyPublisher(99, PublishInterrupted("RabbitMQ refused the message (nack)"))
+        with pytest.raises(PublishInterrupted):
+            asyncio.run(publish_with(always))
+        assert len(always.attempts) == len(ENQUEUE_PAUSES) + 1
+        # A refusal no retry can fix (no such queue) fails at once.
+        unroutable = FlakyPublisher(99, PublishError("RabbitMQ could not route the message"))
+        with pytest.raises(PublishError):
+            asyncio.run(publish_with(unroutable))
+        assert len(unroutable.attempts) == 1
+    finally:
+        runtime.close()

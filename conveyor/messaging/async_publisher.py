@@ -28,6 +28,11 @@ from .delays import DeclaredQueues
 logger = logging.getLogger("conveyor.publisher")
 
 
+class PublishInterrupted(PublishError):
+    """The publish may go through if tried again: RabbitMQ could not be reached, the connection or
+    channel was lost before the confirm, or a nack (a quorum queue between two leaders)."""
+
+
 class AsyncPublisher:
     """One connection and one confirm-mode channel, opened on first use and after a loss.
 
@@ -86,7 +91,7 @@ class AsyncPublisher:
         try:
             await confirmed
         except PublishError as exc:
-            raise PublishError(f"{exc} (queue {routing_key!r})") from None
+            raise type(exc)(f"{exc} (queue {routing_key!r})") from None
         finally:
             expiry.cancel()
 
@@ -114,7 +119,7 @@ class AsyncPublisher:
             return await asyncio.wait_for(asyncio.shield(self._opening), self.confirm_timeout)
         except (TimeoutError, pika.exceptions.AMQPError, OSError) as exc:
             self._opening = None
-            raise PublishError(f"cannot reach RabbitMQ: {exc!r}") from None
+            raise PublishInterrupted(f"cannot reach RabbitMQ: {exc!r}") from None
 
     def _connect(self, opened: asyncio.Future[Channel], failures: tuple[str, ...] = ()) -> None:
         """Open a connection to the current node; if it cannot be opened, to the next, once round the list."""
@@ -137,7 +142,7 @@ class AsyncPublisher:
             if len(tried) < len(self.nodes):
                 self._connect(opened, tried)
             else:
-                opened.set_exception(PublishError(f"cannot connect to RabbitMQ at any node: {'; '.join(tried)}"))
+                opened.set_exception(PublishInterrupted(f"cannot connect to RabbitMQ at any node: {'; '.join(tried)}"))
 
         def on_closed(connection: AsyncioConnection, reason: BaseException) -> None:
             self._fail_pending(f"connection to RabbitMQ lost: {reason!r}")
@@ -166,7 +171,7 @@ class AsyncPublisher:
             if future is None or future.done():
                 continue
             if refused:
-                future.set_exception(PublishError("RabbitMQ refused the message (nack)"))
+                future.set_exception(PublishInterrupted("RabbitMQ refused the message (nack)"))
             elif message_id in self._returned:
                 self._returned.discard(message_id)
                 future.set_exception(PublishError("RabbitMQ could not route the message: the queue does not exist"))
@@ -187,7 +192,7 @@ class AsyncPublisher:
     def _fail_pending(self, reason: str) -> None:
         for future, _ in list(self._pending.values()):
             if not future.done():
-                future.set_exception(PublishError(reason))
+                future.set_exception(PublishInterrupted(reason))
         self._pending.clear()
         self._returned.clear()
 

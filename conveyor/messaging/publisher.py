@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -25,10 +26,12 @@ import dramatiq
 import dramatiq.errors
 
 from ..errors import ConfigError, PublishError
-from .async_publisher import AsyncPublisher
-from .broker import ConveyorRabbitmqBroker
+from .async_publisher import AsyncPublisher, PublishInterrupted
+from .broker import ConveyorRabbitmqBroker, enqueue_pauses
 from .delays import delay_queue
 from .priorities import resolve_priority
+
+logger = logging.getLogger("conveyor.publisher")
 
 #: A publish under way: its result is the ids of the messages sent.
 PendingPublish = concurrent.futures.Future[list[str]] | asyncio.Future[list[str]]
@@ -220,13 +223,22 @@ class MessagePublisher:
             # The broker's own arguments for it (a quorum delay queue differs from a classic one).
             name_for = self.broker.delay_queue if isinstance(self.broker, ConveyorRabbitmqBroker) else delay_queue
             routing_key, arguments = name_for(message.queue_name, delay_ms)
-            await publisher.declare(routing_key, arguments)
-        await publisher.publish(
-            routing_key,
-            message.encode(),
-            message_id=message.message_id,
-            priority=message.options.get("broker_priority"),
-        )
+        body = message.encode()
+        # As the broker's own enqueue: a lost node or a leader election is waited out, a few
+        # seconds at most, before the request is answered 503.
+        for pause in [*enqueue_pauses(), None]:
+            try:
+                if delay_ms:
+                    await publisher.declare(routing_key, arguments)
+                await publisher.publish(
+                    routing_key, body, message_id=message.message_id, priority=message.options.get("broker_priority")
+                )
+                break
+            except PublishInterrupted as exc:
+                if pause is None:
+                    raise
+                logger.warning("Publish to %r interrupted (%s); trying again in %.2fs", routing_key, exc, pause)
+                await asyncio.sleep(pause)
         self.broker.emit_after("enqueue", message, delay_ms)
 
     # -- building messages ---------------------------------------------------------------------

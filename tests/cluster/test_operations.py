@@ -28,21 +28,24 @@ def actors(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+def dead(deployment: Deployment, probe: str) -> list[dict[str, object]]:
+    """The dead messages of Refuses that failed on ``probe``, as ``actors dlq list --json`` lists them."""
+    listed = actors(deployment, "dlq", "list", "Refuses", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [step] = json.loads(listed.stdout)["steps"]
+    return [m for m in step["messages"] if probe in str(m["error"])]
+
+
 def test_stats_dead_letters_and_replay_work_with_a_node_down(deployment: Deployment) -> None:
     probe = uuid.uuid4().hex
     enqueue(deployment, "cluster.refuses", {"id": probe})
-    wait_for(lambda: deployment.state.get("refused", probe), 30, what="the message to fail")
+    # In the dead-letter queue first, every node up: what is tried here is the tools, not a kill
+    # in the middle of the dead-lettering.
+    wait_for(lambda: dead(deployment, probe), 60, what="the dead message in the listing", interval=1)
     first = deployment.cluster.nodes[0]  # first in the config's list: every tool tries it first
     deployment.cluster.kill(first)
     try:
-
-        def dead() -> list[dict[str, object]]:
-            listed = actors(deployment, "dlq", "list", "Refuses", "--json")
-            assert listed.returncode == 0, listed.stderr
-            [step] = json.loads(listed.stdout)["steps"]
-            return [m for m in step["messages"] if probe in str(m["error"])]
-
-        [message] = wait_for(dead, 60, what="the dead message in the listing", interval=1)
+        [message] = wait_for(lambda: dead(deployment, probe), 60, what="the listing with a node down", interval=1)
         stats = actors(deployment, "stats")
         assert stats.returncode == 0 and "Refuses" in stats.stdout, stats.stderr
         deployment.state.set("fixed", probe, True)
