@@ -14,6 +14,9 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
 STEP_MESSAGE = "conveyor_message"
 STEP_FIELDS = "conveyor_fields"
 
+#: The logger of Dramatiq's worker threads, which names messages by their payload.
+DRAMATIQ_WORKER_LOGGER = "dramatiq.worker.WorkerThread"
+
 
 def setup_logging(level: str = "INFO") -> None:
     """Send Conveyor's logs to stderr, unless the process (e.g. ``dramatiq``) already set logging up."""
@@ -24,9 +27,38 @@ def setup_logging(level: str = "INFO") -> None:
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("pika").setLevel(logging.WARNING)
+    worker_logger = logging.getLogger(DRAMATIQ_WORKER_LOGGER)
+    if not any(isinstance(f, WithoutPayloads) for f in worker_logger.filters):
+        worker_logger.addFilter(WithoutPayloads())
     # Skip the stack walk that finds each record's file and line: no Conveyor or Dramatiq format
     # shows them, and it costs more than the rest of a log call (the logging module's own knob).
     logging._srcfile = None
+
+
+class WithoutPayloads(logging.Filter):
+    """Keeps messages' payloads out of Dramatiq's worker log lines, and its skip lines out of WARNING.
+
+    Dramatiq names a message in its lines by ``ActorName(<every argument>)``: a failed or
+    skipped order would put the customer's data (an email address, an address) into the logs.
+    Here a message reads ``ActorName[message id]``. A message a step's condition skipped is
+    the flow working as declared, not a warning: that line becomes DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(_is_message(arg) for arg in record.args):
+            record.args = tuple(_named(arg) if _is_message(arg) else arg for arg in record.args)
+            if record.msg == "Message %s was skipped." and record.levelno == logging.WARNING:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _is_message(value: object) -> bool:
+    return hasattr(value, "message_id") and hasattr(value, "actor_name") and hasattr(value, "args")
+
+
+def _named(message: Any) -> str:
+    return f"{message.actor_name}[{message.message_id}]"
 
 
 def class_logger(module: str, cls: type) -> logging.Logger:
