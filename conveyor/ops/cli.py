@@ -1,12 +1,16 @@
-"""The operator's command line, ``python -m actors stats|dlq``: queue stats and the dead-letter queue.
+"""The operator's command line, ``python -m actors stats|dlq|state``: queue stats, the dead-letter queue, the state.
 
     python -m actors stats [--json]
     python -m actors dlq list [STEP] [--limit N] [--json]
     python -m actors dlq show STEP MESSAGE_ID [--json]
     python -m actors dlq replay STEP (MESSAGE_ID | --all) [--json]
     python -m actors dlq purge STEP --yes [--json]
+    python -m actors state groups [--json]
+    python -m actors state list GROUP [--limit N] [--json]
+    python -m actors state get GROUP KEY
 
-Works on RabbitMQ only. Reads config.toml (or CONVEYOR_CONFIG) like the workers do.
+``stats`` and ``dlq`` work on RabbitMQ only; ``state`` only reads the state store. Reads
+config.toml (or CONVEYOR_CONFIG) like the workers do.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(runtime: Runtime, args: argparse.Namespace) -> str:
+    if args.command == "state":
+        return _state(runtime, args)
     if args.command == "stats":
         stats = queue_stats(runtime)
         return _json({"steps": [s.to_json() for s in stats]}) if args.json else stats_table(stats)
@@ -58,11 +64,38 @@ def _run(runtime: Runtime, args: argparse.Namespace) -> str:
     return _json(purge.to_json()) if args.json else purge_line(purge)
 
 
+def _state(runtime: Runtime, args: argparse.Namespace) -> str:
+    """Read the state store, never write it: what the handlers keep, as they keep it."""
+    state = runtime.state
+    if args.action == "groups":
+        groups = state.groups()
+        if args.json:
+            return _json({"groups": [{"group": group, "keys": count} for group, count in groups]})
+        width = max((len(group) for group, _ in groups), default=5)
+        return "\n".join([f"{'GROUP':<{width}}  KEYS", *(f"{group:<{width}}  {count}" for group, count in groups)])
+    if args.action == "list":
+        items = state.items(args.group)[: args.limit]
+        if args.json:
+            return _json({"group": args.group, "items": [{"key": key, "value": value} for key, value in items]})
+        if not items:
+            return f"No keys in group {args.group!r}."
+        return "\n".join(f"{key}  {_one_line(value)}" for key, value in items)
+    value = state.get(args.group, args.key)
+    if value is None:
+        raise ConveyorError(f"no key {args.key!r} in state group {args.group!r} (see `state list {args.group}`)")
+    return _json(value)
+
+
+def _one_line(value: Any, width: int = 160) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m actors", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{stats,dlq}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{stats,dlq,state}")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -88,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     purge = dlq.add_parser("purge", parents=[as_json], help="delete a step's dead messages for good")
     purge.add_argument("step")
     purge.add_argument("--yes", action="store_true", required=True, help="confirm: the messages cannot be recovered")
+
+    state = commands.add_parser("state", help="read the state store (groups, keys and values)").add_subparsers(
+        dest="action", required=True, metavar="{groups,list,get}"
+    )
+    state.add_parser("groups", parents=[as_json], help="every group, with how many keys it holds")
+    keys = state.add_parser("list", parents=[as_json], help="a group's keys and values, oldest first")
+    keys.add_argument("group")
+    keys.add_argument("--limit", type=_positive, default=100, help="keys at most (default 100)")
+    get = state.add_parser("get", help="one value, as JSON")
+    get.add_argument("group")
+    get.add_argument("key")
     return parser
 
 
