@@ -27,7 +27,7 @@ from .errors import ConfigError, ConveyorError, StateUnavailableError
 from .logs import setup_logging
 from .messaging.broker import build_broker
 from .messaging.priorities import resolve_priority
-from .messaging.publisher import MessagePublisher, new_trace_id, on_event_loop
+from .messaging.publisher import MessagePublisher, Publisher, new_trace_id, on_event_loop
 from .messaging.queues import declare_queues
 from .settings import StepSettings
 from .store import AsyncStateStore, StateStore, open_store
@@ -123,10 +123,14 @@ class Runtime:
         message_id: str | None = None,
         attempt: int | None = None,
         topic: str | None = None,
+        publisher: Publisher | None = None,
     ) -> AnyContext:
-        """The ``ctx`` for one run of ``step``: an :class:`AsyncContext` for an ``async def`` handler."""
+        """The ``ctx`` for one run of ``step``: an :class:`AsyncContext` for an ``async def`` handler.
+
+        ``publisher`` replaces the runtime's (a keyed HTTP request stages what it enqueues).
+        """
         where: dict[str, Any] = {
-            "publisher": self.publisher,
+            "publisher": publisher or self.publisher,
             "trace_id": trace_id or new_trace_id(),
             "message_id": message_id,
             "attempt": attempt,

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from ..context import AnyContext, AsyncContext, Context
+from ..context import AnyContext
 from ..declare.steps import Step
 from ..errors import ConfigError
 from ..messaging.publisher import Publisher
@@ -77,13 +77,7 @@ def idempotency_keys(runtime: Runtime) -> IdempotencyKeys:
     """What runs the HTTP steps' requests that carry an ``Idempotency-Key``, on the runtime's store."""
 
     def contexts(step: Step, *, trace_id: str, publisher: Publisher) -> AnyContext:
-        # As runtime.context, with the request's own publisher (which stages what it enqueues).
-        json_logs = runtime.config.logging.format == "json"
-        if step.is_async:
-            return AsyncContext(
-                step, state=runtime.async_state, publisher=publisher, trace_id=trace_id, json_logs=json_logs
-            )
-        return Context(step, state=runtime.state, publisher=publisher, trace_id=trace_id, json_logs=json_logs)
+        return runtime.context(step, trace_id=trace_id, publisher=publisher)
 
     gateway = runtime.config.gateway
     return IdempotencyKeys(
