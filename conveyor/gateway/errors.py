@@ -19,6 +19,11 @@ def json_error(status: int, error: str, **details: Any) -> JSONResponse:
     return JSONResponse({"error": error, **details}, status_code=status)
 
 
+def state_unavailable() -> JSONResponse:
+    """The 503 of a request the state store could not serve: the client is to retry it."""
+    return json_error(503, "The state store is unreachable. Try again shortly.")
+
+
 async def http_exception(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's 404/405 (and any HTTPException) as JSON."""
     assert isinstance(exc, HTTPException)

@@ -30,14 +30,14 @@ from typing import Any, Protocol
 
 import dramatiq
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..context import AnyContext
 from ..declare.steps import Step
 from ..errors import StateConflictError, StateUnavailableError
 from ..messaging.publisher import MessagePublisher, PendingPublish, Publisher
 from ..store import AsyncStateStore, StateStore
-from .errors import json_error
+from .errors import json_error, state_unavailable
 from .parsing import BadRequest
 
 logger = logging.getLogger("conveyor.gateway")
@@ -137,7 +137,7 @@ class IdempotencyKeys:
             refused = await self._claim(name, claim)
         except (StateUnavailableError, StateConflictError) as exc:
             logger.error("Step %s: the %s could not be claimed: %s", step.name, HEADER, exc)
-            return _state_down()
+            return state_unavailable()
         if refused is not None:
             return refused
         return await self._first(step, name, claim, answer)
@@ -200,7 +200,7 @@ class IdempotencyKeys:
         except (StateUnavailableError, StateConflictError) as exc:
             logger.error("Step %s: the answer to an %s could not be stored: %s", step.name, HEADER, exc)
             await self._release(name, claim)
-            return _state_down()
+            return state_unavailable()
         except BaseException:
             await asyncio.shield(self._release(name, claim))
             raise
@@ -288,7 +288,3 @@ def _replay(record: dict[str, Any]) -> Response:
     response.raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer["headers"]]
     response.raw_headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
     return response
-
-
-def _state_down() -> JSONResponse:
-    return json_error(503, "The state store is unreachable. Try again shortly.")

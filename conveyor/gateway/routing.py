@@ -19,7 +19,7 @@ from ..declare.triggers import HttpTrigger
 from ..errors import PublishError, StateKeyError, StateUnavailableError
 from ..messaging.publisher import Publisher
 from ..tracing import current_trace_id
-from .errors import json_error
+from .errors import json_error, state_unavailable
 from .idempotency import METHODS, IdempotencyKeys
 from .parsing import BadRequest, check_path_params, read_body, read_query
 
@@ -106,7 +106,7 @@ async def run_step(step: Step, trigger: HttpTrigger, request: Request, ctx: AnyC
         return json_error(400, str(exc))
     except StateUnavailableError as exc:
         logger.error("State store unreachable in step %s: %s", step.name, exc)
-        return json_error(503, "The state store is unreachable. Try again shortly.")
+        return state_unavailable()
     return shape_response(result, trigger)
 
 
