@@ -18,19 +18,10 @@ import sys
 import time
 from typing import Any
 
-import httpx
-
 from conveyor import StateStore, open_store
 
 from .harness import BenchError, Harness, argument_parser, cpu_seconds, emit, machine, note, percentile, tree_cpu
-
-ORDER = {
-    "customerId": "customer-123",
-    "items": [
-        {"productId": "prod-1", "quantity": 2, "price": 19.99},
-        {"productId": "prod-2", "quantity": 1, "price": 49.99},
-    ],
-}
+from .order_load import post_orders
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
             note(f"posting {args.orders} orders to {url}/orders, {args.concurrency} at a time")
             cpu_before = _cpu(bench)
             started = time.monotonic()
-            posted = asyncio.run(_post_orders(url, args.orders, args.concurrency, deadline=started + args.timeout))
+            posted = asyncio.run(
+                post_orders(url, args.concurrency, deadline=started + args.timeout, orders=args.orders)
+            )
             post_done = time.monotonic()
             note("waiting for every notification")
-            stored = _wait_notifications(bench, state, posted["ok"], deadline=started + args.timeout)
+            stored = _wait_notifications(bench, state, posted.ok, deadline=started + args.timeout)
             finished = time.monotonic()
             cpu_used = {name: seconds - cpu_before[name] for name, seconds in _cpu(bench).items()}
     except BenchError as exc:
@@ -72,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         "workers": f"-p {args.processes} -t {args.threads}",
         "log_level": args.log_level,
         "flows": args.flows,
-        "orders_per_s": round(posted["ok"] / total_s, 1),
+        "orders_per_s": round(posted.ok / total_s, 1),
         "total_s": round(total_s, 2),
         "post_requests_per_s": round(args.orders / post_s, 1),
         "post_s": round(post_s, 2),
-        "post_p50_ms": round(percentile(posted["latencies"], 0.50) * 1000, 1),
-        "post_p99_ms": round(percentile(posted["latencies"], 0.99) * 1000, 1),
-        "post_errors": args.orders - posted["ok"],
+        "post_p50_ms": round(percentile(posted.latencies, 0.50) * 1000, 1),
+        "post_p99_ms": round(percentile(posted.latencies, 0.99) * 1000, 1),
+        "post_errors": args.orders - posted.ok,
         "drain_after_posts_s": round(finished - post_done, 2),
         "notifications": stored,
         # CPU time per order, from the first POST to the last notification, by process.
@@ -99,35 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     emit(figures, summary)
     return 0 if not figures["post_errors"] else 1
-
-
-async def _post_orders(url: str, orders: int, concurrency: int, *, deadline: float) -> dict[str, Any]:
-    """POST ``orders`` orders from ``concurrency`` tasks sharing one connection pool."""
-    latencies: list[float] = []
-    failures: dict[str, int] = {}
-    remaining = iter(range(orders))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async def client(http: httpx.AsyncClient) -> None:
-        for _ in remaining:
-            if time.monotonic() > deadline:
-                raise BenchError("the POST phase ran past --timeout")
-            sent = time.monotonic()
-            try:
-                response = await http.post("/orders", json=ORDER)
-                outcome = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                outcome = type(exc).__name__
-            if outcome == "ok":
-                latencies.append(time.monotonic() - sent)
-            else:
-                failures[outcome] = failures.get(outcome, 0) + 1
-
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
-    if failures:
-        note(f"failed POSTs: {failures}")
-    return {"ok": len(latencies), "latencies": latencies}
 
 
 def _cpu(bench: Harness) -> dict[str, float]:
