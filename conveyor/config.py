@@ -127,6 +127,38 @@ class AdminSection(_Section):
     api_key: str | None = Field(default=None, min_length=16)
 
 
+class TracingSection(_Section):
+    #: Record a trace of every request, enqueue, attempt and cron fire (the console's traces).
+    enabled: bool = True
+    #: The SQLite file traces go to while the state is on SQLite (a file of its own, so tracing
+    #: never contends with the state's write lock); with ``[state] url`` they go to PostgreSQL.
+    path: str = "var/traces.db"
+    #: Hours a trace is kept once it ended; a failed one (dead letter, 5xx) is kept longer.
+    retention_hours: float = Field(default=24, gt=0)
+    failed_retention_hours: float = Field(default=168, gt=0)
+    #: The most traces kept, whatever their age (the oldest go first).
+    max_traces: int = Field(default=100_000, ge=100)
+    #: Spans a process holds while the store catches up; beyond this they are dropped and counted.
+    buffer: int = Field(default=20_000, ge=100)
+    #: Also export spans over OTLP/HTTP to this collector (``OTEL_EXPORTER_OTLP_ENDPOINT`` sets it too).
+    otlp_endpoint: str | None = None
+    #: The ``service.name`` exported spans carry (default: ``[project] name``).
+    service_name: str | None = None
+
+
+class MetricsSection(_Section):
+    #: Serve Prometheus metrics at ``GET /metrics`` on the gateway (same access rule as the console).
+    enabled: bool = True
+    #: Where processes share their metrics (prometheus-client's multi-process mode); relative to
+    #: this file. Each start of the gateway clears it.
+    path: str = "var/metrics"
+
+
+class ConsoleSection(_Section):
+    #: Serve the web console under ``/_console`` on the gateway.
+    enabled: bool = True
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -142,14 +174,29 @@ class Config(_Section):
     scheduler: SchedulerSection = SchedulerSection()
     logging: LoggingSection = LoggingSection()
     admin: AdminSection = AdminSection()
+    tracing: TracingSection = TracingSection()
+    metrics: MetricsSection = MetricsSection()
+    console: ConsoleSection = ConsoleSection()
     defaults: StepSettings = StepSettings()
     steps: dict[str, StepSettings] = {}
     #: The directory relative paths in the file are resolved against.
     root: str = "."
 
     def state_path(self) -> Path:
-        path = Path(self.state.path)
-        return path if path.is_absolute() else Path(self.root) / path
+        return self.resolve(self.state.path)
+
+    def trace_path(self) -> Path:
+        """The SQLite file of the traces (used while the state is on SQLite)."""
+        return self.resolve(self.tracing.path)
+
+    def metrics_path(self) -> Path:
+        """The directory the processes' Prometheus metrics are shared in."""
+        return self.resolve(self.metrics.path)
+
+    def resolve(self, path: str) -> Path:
+        """``path`` against the config file's directory, unless it is absolute."""
+        where = Path(path)
+        return where if where.is_absolute() else Path(self.root) / where
 
     def step_defaults(self) -> StepSettings:
         """Built-in defaults < [defaults]: what a step gets before its code and its own section."""
@@ -208,6 +255,8 @@ def _apply_environment(raw: dict[str, Any]) -> None:
         "CONVEYOR_STATE_PATH": ("state", "path"),
         "CONVEYOR_STATE_URL": ("state", "url"),
         "CONVEYOR_ADMIN_KEY": ("admin", "api_key"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
+        "OTEL_SERVICE_NAME": ("tracing", "service_name"),
     }
     for variable, (section, key) in overrides.items():
         if value := os.environ.get(variable):

@@ -1,0 +1,214 @@
+"""The recorder: takes spans and log lines from any thread without waiting, and writes them in
+batches from a thread of its own, to the trace store and to any other sink (metrics, OTLP).
+
+A handler never waits on tracing: recording appends to an in-memory buffer. When the store
+falls behind and the buffer is full, new spans are dropped and counted (``dropped``), never
+queued without bound. Each process has its own thread, started on first use (so a process
+forked after the recorder was made starts its own, with an empty buffer).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+from .queries import TraceStore
+from .spans import LogLine, Span
+
+logger = logging.getLogger("conveyor.tracing")
+
+T = TypeVar("T")
+
+#: Seconds between two writes of the buffer, at most.
+FLUSH_INTERVAL = 0.2
+#: Spans written in one transaction, at most.
+BATCH = 2000
+#: Seconds between two log lines about a store that refuses writes.
+COMPLAINT_INTERVAL = 60.0
+
+
+class SpanSink(Protocol):
+    """Somewhere finished spans go besides the store (Prometheus metrics, an OTLP exporter).
+
+    Called from the recorder's thread, with each batch.
+    """
+
+    def export(self, spans: list[Span]) -> None:
+        """Take a batch of finished spans."""
+        ...
+
+    def accounted(self, *, written: int, dropped: int) -> None:
+        """Spans the store took, and spans dropped (buffer full or store failing), since the last call."""
+        ...
+
+
+class Recorder:
+    """Buffers spans and log lines and writes them from a background thread.
+
+    Parameters:
+      open_store: makes the trace store, in the thread that writes (``None``: no store, the
+        spans only go to ``sinks``, e.g. with ``[tracing] enabled = false`` but metrics on).
+      sinks: the other places spans go.
+      buffer: spans (and, apart, log lines) held before new ones are dropped.
+    """
+
+    def __init__(
+        self,
+        open_store: Callable[[], TraceStore] | None,
+        sinks: Sequence[SpanSink] = (),
+        *,
+        buffer: int = 20_000,
+        interval: float = FLUSH_INTERVAL,
+    ) -> None:
+        self._open_store = open_store
+        self.sinks = list(sinks)
+        self.buffer = buffer
+        self.interval = interval
+        #: Spans and log lines lost so far: the buffer was full, or the store refused them.
+        self.dropped = 0
+        self.written = 0
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    @property
+    def keeps_logs(self) -> bool:
+        """Whether log lines are kept (only a store keeps them)."""
+        return self._open_store is not None
+
+    def _reset(self) -> None:
+        self._spans: collections.deque[Span] = collections.deque()
+        self._logs: collections.deque[LogLine] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._store: TraceStore | None = None
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._complained = 0.0
+        self._unaccounted_written = 0
+        self._unaccounted_dropped = 0
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    def span(self, span: Span) -> None:
+        """Record a finished span; returns at once."""
+        if len(self._spans) >= self.buffer or self._closed:
+            self.dropped += 1
+            self._unaccounted_dropped += 1
+            return
+        self._spans.append(span)
+        if self._thread is None:
+            self._start()
+
+    def log(self, line: LogLine) -> None:
+        """Record a log line of a span; returns at once."""
+        if self._open_store is None:
+            return
+        if len(self._logs) >= self.buffer or self._closed:
+            self.dropped += 1
+            self._unaccounted_dropped += 1
+            return
+        self._logs.append(line)
+        if self._thread is None:
+            self._start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write everything recorded so far now; ``False`` if that took longer than ``timeout`` seconds."""
+        if self._thread is None:
+            return not (self._spans or self._logs)
+        deadline = time.monotonic() + timeout
+        while self._spans or self._logs or not self._idle.is_set():
+            self._wake.set()
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is buffered, stop the thread and close the store."""
+        self.flush(timeout)
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # -- the recorder's thread -----------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="conveyor-tracing", daemon=True)
+            self._thread = thread
+            thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self._idle.clear()
+            try:
+                while self._spans or self._logs:
+                    self._write_batch()
+            finally:
+                self._idle.set()
+            if self._closed:
+                break
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:
+                logger.debug("Closing the trace store failed", exc_info=True)
+
+    def _write_batch(self) -> None:
+        spans = _take(self._spans, BATCH)
+        logs = _take(self._logs, BATCH)
+        if self._open_store is not None:
+            try:
+                if self._store is None:
+                    self._store = self._open_store()
+                self._store.write(spans, logs)
+                self.written += len(spans)
+                self._unaccounted_written += len(spans)
+            except Exception as exc:
+                self.dropped += len(spans) + len(logs)
+                self._unaccounted_dropped += len(spans) + len(logs)
+                self._complain(exc, len(spans) + len(logs))
+        for sink in self.sinks:
+            try:
+                sink.export(spans)
+            except Exception:
+                logger.exception("A span sink (%s) failed; its spans are lost", type(sink).__name__)
+        written, self._unaccounted_written = self._unaccounted_written, 0
+        dropped, self._unaccounted_dropped = self._unaccounted_dropped, 0
+        if written or dropped:
+            for sink in self.sinks:
+                try:
+                    sink.accounted(written=written, dropped=dropped)
+                except Exception:
+                    logger.exception("A span sink (%s) failed to count spans", type(sink).__name__)
+
+    def _complain(self, exc: Exception, lost: int) -> None:
+        now = time.monotonic()
+        if now - self._complained >= COMPLAINT_INTERVAL:
+            self._complained = now
+            logger.warning(
+                "The trace store refused %d spans and log lines (%s); they are dropped, and handlers go on. "
+                "Traces come back once it answers.",
+                lost,
+                exc,
+            )
+
+
+def _take(queue: collections.deque[T], most: int) -> list[T]:
+    taken: list[T] = []
+    while queue and len(taken) < most:
+        taken.append(queue.popleft())
+    return taken
