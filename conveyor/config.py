@@ -261,6 +261,9 @@ def _apply_environment(raw: dict[str, Any]) -> None:
     for variable, (section, key) in overrides.items():
         if value := os.environ.get(variable):
             raw.setdefault(section, {})[key] = value
+    if (tracing := os.environ.get("CONVEYOR_TRACING")) is not None and tracing.strip():
+        # "0"/"false"/"off" or "1"/"true"/"on": TOML has booleans, the environment has text.
+        raw.setdefault("tracing", {})["enabled"] = tracing.strip().lower() not in ("0", "false", "off", "no")
     # Several nodes' URLs, comma separated: a list, as in config.toml.
     if "," in (urls := os.environ.get("CONVEYOR_BROKER_URL", "")):
         raw["broker"]["url"] = [url.strip() for url in urls.split(",") if url.strip()]
