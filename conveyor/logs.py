@@ -1,4 +1,5 @@
-"""Structured logging for steps: every line names its step and trace."""
+"""Conveyor's logging: one format in every process (text or JSON lines), quiet by default, and
+structured lines for steps, each naming its step and trace."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import json
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .tracing.spans import ERROR_LIMIT, cut
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
 
@@ -17,22 +21,111 @@ STEP_FIELDS = "conveyor_fields"
 #: The logger of Dramatiq's worker threads, which names messages by their payload.
 DRAMATIQ_WORKER_LOGGER = "dramatiq.worker.WorkerThread"
 
+#: ``[logging] format``: ``time level logger message`` lines, or one JSON object per line.
+LogFormat = Literal["text", "json"]
 
-def setup_logging(level: str = "INFO") -> None:
-    """Send Conveyor's logs to stderr, unless the process (e.g. ``dramatiq``) already set logging up."""
+#: uvicorn's loggers, which its own logging config gives handlers (and formats) of their own.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def setup_logging(level: str = "INFO", *, format: LogFormat = "text") -> None:
+    """Give every log line of this process Conveyor's format, at ``level``, on stderr.
+
+    Whatever set logging up before (the ``dramatiq`` command's ``basicConfig``, uvicorn's own
+    config) keeps its handlers' destinations but gets Conveyor's formatter; uvicorn's loggers
+    lose their handlers and write through the root's. ``format="json"`` makes every line, from
+    any library, one JSON object (see :class:`JsonFormatter`). Quiet by default: pika says only
+    warnings, APScheduler only warnings unless ``level`` is DEBUG, and Dramatiq's worker threads
+    name messages without their payloads and leave a failure's line to Conveyor's Retries and
+    DeadLetters (one WARNING each, without traceback: the trace keeps it).
+    """
     root = logging.getLogger()
+    formatter = JsonFormatter() if format == "json" else logging.Formatter(_FORMAT)
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(_FORMAT))
-        root.addHandler(handler)
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
     root.setLevel(level)
+    _route_uvicorn_to_root()
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # APScheduler says three INFO lines a cron fire ("Added job", "Running job", "executed
+    # successfully"); Conveyor's "Fired cron step" is the one that matters.
+    logging.getLogger("apscheduler").setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
     worker_logger = logging.getLogger(DRAMATIQ_WORKER_LOGGER)
-    if not any(isinstance(f, WithoutPayloads) for f in worker_logger.filters):
-        worker_logger.addFilter(WithoutPayloads())
+    for kind in (WithoutPayloads, FailuresToRetries):
+        if not any(isinstance(f, kind) for f in worker_logger.filters):
+            worker_logger.addFilter(kind())
     # Skip the stack walk that finds each record's file and line: no Conveyor or Dramatiq format
     # shows them, and it costs more than the rest of a log call (the logging module's own knob).
     logging._srcfile = None
+
+
+def _route_uvicorn_to_root() -> None:
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        if name == "uvicorn.access" and not logger.handlers and not logger.propagate:
+            continue  # uvicorn turned its access log off (access_log=False): it stays off
+        logger.handlers.clear()
+        logger.propagate = True
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object: ``ts``, ``level``, ``logger``, ``msg``, ``pid``, the step's fields.
+
+    ``ts`` is the record's time in UTC (ISO 8601, milliseconds). A step's line
+    (:class:`StepLogger`) has its message as ``msg`` and its fields (``step``, ``trace``,
+    ``message`` and the handler's own) at the top level; a field named like one of the line's
+    own keys is kept as ``field.<name>``. An exception's traceback is in ``traceback``::
+
+        {"ts": "2026-01-05T10:00:00.123+00:00", "level": "INFO", "logger": "conveyor.step.CreateOrder",
+         "msg": "Order created", "orderId": "o-1", "step": "CreateOrder", "trace": "4f...", "pid": 4242}
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = getattr(record, STEP_MESSAGE, None)
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            # A step's record holds its parts: rendering them avoids JSON inside JSON (json_lines).
+            "msg": record.getMessage() if message is None else str(message),
+        }
+        fields = getattr(record, STEP_FIELDS, None)
+        if isinstance(fields, Mapping):
+            for key, value in fields.items():
+                line[f"field.{key}" if key in _OWN_KEYS else str(key)] = value
+        line["pid"] = record.process
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["traceback"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, default=str)
+
+
+_OWN_KEYS = frozenset({"ts", "level", "logger", "msg", "pid", "traceback", "stack"})
+
+
+class FailuresToRetries(logging.Filter):
+    """Leaves a failed message's line to Conveyor's Retries and DeadLetters: Dramatiq's own becomes DEBUG.
+
+    Dramatiq's worker thread logs each failed attempt at ERROR with its traceback, before any
+    middleware decides what happens next. Conveyor's :class:`~conveyor.worker.middleware.Retries`
+    says it in one WARNING line (the error, the attempt, the delay) and
+    :class:`~conveyor.worker.middleware.DeadLetters` says where a dead message went; the
+    traceback is kept with the trace. At DEBUG, Dramatiq's line (and traceback) still shows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith(_FAILED) and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+#: How Dramatiq's worker thread starts its line about a failed message (unhandled or expected exception).
+_FAILED = "Failed to process message %s with "
 
 
 class WithoutPayloads(logging.Filter):
@@ -59,6 +152,12 @@ def _is_message(value: object) -> bool:
 
 def _named(message: Any) -> str:
     return f"{message.actor_name}[{message.message_id}]"
+
+
+def error_text(exception: BaseException) -> str:
+    """``Type: message`` of an exception for a log line: on one line, and cut to a bounded size."""
+    text = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+    return cut(" ".join(text.split()), ERROR_LIMIT) or ""
 
 
 def class_logger(module: str, cls: type) -> logging.Logger:

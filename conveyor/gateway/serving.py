@@ -49,7 +49,8 @@ def serve(app: str, *, host: str, port: int, workers: int = 1, log_level: str = 
     (see the module's docstring), and this process only watches them.
     """
     if workers <= 1:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        # log_config=None: uvicorn's lines go through the root logger, in Conveyor's format (setup_logging).
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, log_config=None)
         return
     if port == 0:
         raise SystemExit("conveyor: [gateway] workers > 1 needs a fixed port: port 0 would give each process its own")
@@ -79,7 +80,7 @@ def run_one(app: str, host: str, port: int, log_level: str) -> None:
     """One gateway process of several: its own socket on the shared port, its own app and runtime."""
     sock = reuse_port_socket(host, port)
     # The app is imported here, by name, so that this process boots its own runtime.
-    config = uvicorn.Config(app, log_level=log_level, access_log=False)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, log_config=None)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
+from dramatiq.common import q_name, xq_name
 from dramatiq.middleware import Middleware
 
 from ...clock import now_iso
-from ...logs import class_logger
+from ...logs import class_logger, error_text
 from ..failures import FailureRecords
 from .options import AnyMessage, option
 
@@ -62,11 +63,19 @@ class DeadLetters(Middleware):
         # Kept before publishing, so a dead-letter topic that RabbitMQ refuses does not lose it.
         self._keep(failure)
         topic = option(broker, message, "dead_letter_queue")
-        if not topic:
-            return
-        record = dead_letter_record(message, exception, step=actor.actor_name, failure=failure)
-        self.publish(topic, record, message.options.get("trace_id"))
-        self.logger.warning("Message %s dead-lettered to topic %r: %s", message.message_id, topic, record["error"])
+        if topic:
+            record = dead_letter_record(message, exception, step=actor.actor_name, failure=failure)
+            self.publish(topic, record, message.options.get("trace_id"))
+        # The one line about a dead message (Retries says nothing when it gives up): why, and where it is.
+        self.logger.warning(
+            "%s[%s] failed for good after %d attempt(s): %s; kept in %s%s",
+            message.actor_name,
+            message.message_id,
+            failure["attempts"],
+            error_text(exception),
+            xq_name(q_name(message.queue_name)),
+            f", its record sent to topic {topic!r}" if topic else "",
+        )
 
     def _keep(self, failure: dict[str, Any]) -> None:
         try:

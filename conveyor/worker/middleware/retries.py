@@ -9,7 +9,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from ...errors import InvalidInput
-from ...logs import class_logger
+from ...logs import class_logger, error_text
 from ...settings import BUILTIN, StepSettings
 from .options import option
 
@@ -57,17 +57,21 @@ class Retries(Middleware):
         setting = {name: option(broker, message, name, default) for name, default in self.defaults.items()}
         retries = message.options.get("retries", 0)
         if retries >= setting["max_retries"]:
-            self.logger.warning("Message %s failed after %d attempts; giving up.", message.message_id, retries + 1)
+            # DeadLetters says it, in the one line about a dead message (where it went included).
+            self.logger.debug("%s[%s] failed on its last attempt.", message.actor_name, message.message_id)
             message.fail()
             return
 
         delay = backoff_delay(retries, setting["backoff"], setting["retry_delay"], setting["max_retry_delay"])
         message.options["retries"] = retries + 1
-        self.logger.info(
-            "Retrying message %s (retry %d of %d) in %d ms.",
+        # One line per failed attempt, without the traceback: the attempt's span keeps it.
+        self.logger.warning(
+            "%s[%s] failed on attempt %d of %d: %s; retrying in %d ms",
+            message.actor_name,
             message.message_id,
             retries + 1,
-            setting["max_retries"],
+            setting["max_retries"] + 1,
+            error_text(exception),
             delay,
         )
         broker.enqueue(message.copy(), delay=delay)
