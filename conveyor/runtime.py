@@ -29,12 +29,20 @@ from .messaging.broker import build_broker
 from .messaging.priorities import resolve_priority
 from .messaging.publisher import MessagePublisher, Publisher, new_trace_id, on_event_loop
 from .messaging.queues import declare_queues
+from .metrics import MetricsSink, prepare_metrics_dir
 from .settings import StepSettings
 from .store import AsyncStateStore, StateStore, open_store
 from .store.outbox import Outbox
+from .tracing.logs import install as install_span_logs
+from .tracing.otlp import OtlpSink, otlp_sink
+from .tracing.queries import TraceStore
+from .tracing.recorder import Recorder, SpanSink
+from .tracing.stores import open_trace_store
+from .tracing.tracer import Tracer, enqueue_source
 from .worker.actors import declare_actor, queue_name
 from .worker.failures import FailureRecords
 from .worker.middleware import Conditions, DeadLetters, Priority, Retries
+from .worker.middleware.tracing import Tracing
 from .worker.pool_size import SPARE_CONNECTIONS, SizeStatePool
 from .worker.shutdown import StopOnSignals
 
@@ -76,8 +84,16 @@ class Runtime:
         )
         self.async_state = AsyncStateStore(self.state, threads=ASYNC_STATE_THREADS)
         self.failures = FailureRecords(self.state)
+        #: Where this process's spans go (``None`` with tracing and metrics both off).
+        self.recorder = build_recorder(config)
+        self.tracer = Tracer(self.recorder, {step.name: next(iter(step.flows), None) for step in registry})
+        if self.recorder is not None:
+            install_span_logs()
+        self._trace_reader: TraceStore | None = None
         middleware: list[Middleware] = [
             Priority(max_priority=config.broker.max_priority),
+            # Before Retries and DeadLetters, so it ends a run's span after they decided its fate.
+            Tracing(self.tracer),
             Conditions(self.state),
             # Dramatiq runs after_* hooks in reverse order: Retries decides a message failed, then DeadLetters sees it.
             DeadLetters(self._publish_dead_letter, records=self.failures),
@@ -101,6 +117,7 @@ class Runtime:
         self.publisher = MessagePublisher(
             self.broker, self.actors, subscribers, max_priority=config.broker.max_priority
         )
+        self.publisher.tracer = self.tracer
         self.outbox = Outbox(
             self.state,
             send=self._send_state_change,
@@ -154,7 +171,11 @@ class Runtime:
     # -- wiring between the parts --------------------------------------------------------------
 
     def _publish_dead_letter(self, topic: str, record: dict[str, Any], trace_id: str | None) -> None:
-        self.publisher.publish(topic, record, trace_id=trace_id)
+        token = enqueue_source.set("dead-letter")
+        try:
+            self.publisher.publish(topic, record, trace_id=trace_id)
+        finally:
+            enqueue_source.reset(token)
 
     def _send_state_change(self, step: str, change: dict[str, Any], trace_id: str | None, group: str) -> None:
         self.publisher.send(step, change, trace_id=trace_id, state_group=group)
@@ -238,12 +259,39 @@ class Runtime:
         except StateUnavailableError as exc:
             logger.error("The state store is unreachable: %s. State calls fail until it answers.", exc)
 
+    def traces(self) -> TraceStore | None:
+        """The trace store, for reading (the console, the CLI); ``None`` with ``[tracing] enabled = false``."""
+        if self._trace_reader is None and self.config.tracing.enabled:
+            self._trace_reader = open_trace_store(self.config)
+        return self._trace_reader
+
     def close(self) -> None:
         """Let go of the broker's connections, the publisher's threads and the state's connections."""
+        if self.recorder is not None:
+            self.recorder.close()
+            for sink in self.recorder.sinks:
+                if isinstance(sink, OtlpSink):
+                    sink.close()
+        if self._trace_reader is not None:
+            self._trace_reader.close()
         self.publisher.close()
         self.broker.close()
         self.async_state.close()
         self.state.close()
+
+
+def build_recorder(config: Config) -> Recorder | None:
+    """The recorder of a process: the trace store if ``[tracing] enabled``, plus the other sinks."""
+    tracing = config.tracing
+    open_store = (lambda: open_trace_store(config)) if tracing.enabled else None
+    sinks: list[SpanSink] = []
+    if config.metrics.enabled:
+        sinks.append(MetricsSink(config))
+    if tracing.enabled and (exporter := otlp_sink(config)) is not None:
+        sinks.append(exporter)
+    if open_store is None and not sinks:
+        return None
+    return Recorder(open_store, sinks, buffer=tracing.buffer)
 
 
 def build_runtime(config: Config, registry: Registry | None = None) -> Runtime:
@@ -265,7 +313,10 @@ def boot(config_path: str | Path | None = None, registry: Registry | None = None
     global _runtime
     if _runtime is None:
         config = load_config(config_path)
-        setup_logging(config.logging.level)
+        if config.metrics.enabled:
+            # Before the flows load: prometheus-client picks memory or files when it is first imported.
+            prepare_metrics_dir(config)
+        setup_logging(config.logging.level, format=config.logging.format)
         runtime = build_runtime(config, registry)
         runtime.declare_queues()
         runtime.check_state()

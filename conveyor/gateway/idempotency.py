@@ -82,6 +82,8 @@ class StagingPublisher:
     ) -> PendingPublish:
         messages = self.builder.messages(topic, data, trace_id, priority)
         delay_ms = int(delay * 1000) if delay else None
+        for message in messages:
+            self.builder.tracer.staged(message, delay_ms)  # sent later, maybe by another process
         self.staged += [(message, delay_ms) for message in messages]
         done: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
         done.set_result([message.message_id for message in messages])

@@ -8,7 +8,15 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..tracing.w3c import parse_traceparent
+
 logger = logging.getLogger("conveyor.gateway")
+
+
+def _trace_parent(headers: dict[bytes, bytes]) -> str | None:
+    # A request in a W3C trace gets that trace's id as its request id, so x-request-id names its trace.
+    parent = parse_traceparent(headers.get(b"traceparent", b"").decode("latin-1"))
+    return parent[0] if parent is not None else None
 
 
 class BodyTooLarge(Exception):
@@ -33,7 +41,9 @@ class GatewayMiddleware:
             return
 
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        request_id = (
+            headers.get(b"x-request-id", b"").decode("latin-1")[:64] or _trace_parent(headers) or uuid.uuid4().hex
+        )
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
 

@@ -19,6 +19,7 @@ from ..declare.triggers import HttpTrigger
 from ..errors import PublishError, StateKeyError, StateUnavailableError
 from ..messaging.publisher import Publisher
 from ..tracing import current_trace_id
+from ..tracing.tracer import current_span
 from .errors import json_error, state_unavailable
 from .idempotency import METHODS, IdempotencyKeys
 from .parsing import BadRequest, check_path_params, read_body, read_query
@@ -72,7 +73,8 @@ def step_endpoint(
         except BadRequest as exc:
             return exc.response
         # The request id doubles as the trace id unless the client sends one to follow.
-        trace_id = http_request.headers.get("x-trace-id") or http_request.scope["state"]["request_id"]
+        state = http_request.scope["state"]
+        trace_id = state.get("trace_id") or http_request.headers.get("x-trace-id") or state["request_id"]
         if key is None or keys is None:
             return await run_step(step, trigger, request, make_context(step, trace_id=trace_id))
 
@@ -89,6 +91,8 @@ def step_endpoint(
 async def run_step(step: Step, trigger: HttpTrigger, request: Request, ctx: AnyContext) -> Response:
     """Run ``step``'s handler on a parsed ``request`` and answer; what the broker or the store refused is a 4xx/5xx."""
     current_trace_id.set(ctx.trace_id)  # state triggers fired by this request's writes carry it on
+    if (span := current_span.get()) is not None and span.kind == "http":
+        span.step = step.name
     try:
         result = await _call(step, request, ctx)
         await ctx.settle()

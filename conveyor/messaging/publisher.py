@@ -26,6 +26,7 @@ import dramatiq
 import dramatiq.errors
 
 from ..errors import ConfigError, PublishError
+from ..tracing.tracer import Tracer
 from .async_publisher import AsyncPublisher, PublishInterrupted
 from .broker import ConveyorRabbitmqBroker, enqueue_pauses
 from .delays import delay_queue
@@ -96,6 +97,8 @@ class MessagePublisher:
         #: Threads that do blocking RabbitMQ work for event loops, each reusing its own channel
         #: (they start when first used).
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="conveyor-publish")
+        #: Traces the messages staged rather than sent (the runtime sets it to its own).
+        self.tracer = Tracer(None, {})
         self._async: AsyncPublisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 

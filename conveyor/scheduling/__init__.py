@@ -59,4 +59,4 @@ def fire_cron_step(runtime: Runtime, step_name: str) -> str:
     The fire is claimed as a tick at this moment, so it is sent once, through the outbox.
     """
     tick = datetime.now(UTC)
-    return CronFirer(runtime).fire(step_name, tick) or cron_message_id(step_name, tick)
+    return CronFirer(runtime).fire(step_name, tick, by_hand=True) or cron_message_id(step_name, tick)

@@ -71,7 +71,7 @@ class CronFirer:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def fire(self, step_name: str, tick: datetime | None = None) -> str | None:
+    def fire(self, step_name: str, tick: datetime | None = None, *, by_hand: bool = False) -> str | None:
         """Claim ``tick`` of ``step_name`` and, if this scheduler won, publish its message.
 
         :class:`TickExecutor` passes the scheduled time; without one (a fire by hand) the
@@ -80,16 +80,23 @@ class CronFirer:
         A claim that waited too long on another's, or found the store unreachable, is tried
         again; the last failure is raised.
         """
+        by_hand = by_hand or tick is None
         tick = tick or datetime.now(UTC)
         store = self.runtime.state
         message = self.runtime.publisher.message(step_name, None)
         message = message.copy(message_id=cron_message_id(step_name, tick))
+        tracer = self.runtime.tracer
         for attempt in range(1, CLAIM_ATTEMPTS + 1):
             try:
-                with store.transaction(lock_timeout=CLAIM_LOCK_TIMEOUT, idle_timeout=CLAIM_IDLE_TIMEOUT):
+                with (
+                    tracer.cron_fire(step_name, message.options["trace_id"], tick.timestamp(), by_hand=by_hand) as span,
+                    store.transaction(lock_timeout=CLAIM_LOCK_TIMEOUT, idle_timeout=CLAIM_IDLE_TIMEOUT),
+                ):
                     if not store.claim_cron_fire(step_name, tick, fired_by=scheduler_name()):
                         logger.debug("Cron step %s at %s: another scheduler fired it", step_name, tick_key(tick))
+                        span.status = "lost"
                         return None
+                    tracer.staged(message)
                     store.stage_message(message.encode())
                     faults.stop_in_claim()
             except (StateConflictError, StateUnavailableError) as exc:

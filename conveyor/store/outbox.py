@@ -19,6 +19,7 @@ from typing import Any
 import dramatiq
 
 from ..errors import PublishError
+from ..tracing.tracer import in_current_span
 from .base import StateStore
 from .outbox_rows import CLAIM_LEASE
 from .transactions import Pending, PendingTrigger
@@ -58,7 +59,8 @@ class Outbox:
         """Called by the store right after a transaction committed outbox rows."""
         executor = self._in_background()
         if executor is not None:
-            executor.submit(self.publish, pending)
+            # In the writer's span, so the triggers' enqueues know what wrote the state.
+            executor.submit(in_current_span(self.publish), pending)
         else:
             self.publish(pending)
 

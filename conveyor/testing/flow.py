@@ -25,6 +25,7 @@ from ..ops.dlq import DeadMessage
 from ..runtime import Runtime
 from ..scheduling import fire_cron_step
 from ..store import StateStore
+from ..tracing.queries import TraceDetail
 from .broker import InProcessBroker, SentMessage
 from .records import LogCapture, LogLine, capturing_logs
 
@@ -244,6 +245,21 @@ class FlowEnvironment:
     def logs(self) -> list[LogLine]:
         """Every line Conveyor's loggers (steps' ``ctx.logger`` included) wrote so far."""
         return list(self._logs.lines)
+
+    def trace(self, trace_id: str) -> TraceDetail:
+        """Trace ``trace_id`` as the console shows it: its spans and their log lines, written out first.
+
+        Call it after :meth:`join`. Raises ``LookupError`` if nothing of that trace was recorded.
+        """
+        if self.runtime.recorder is not None:
+            self.runtime.recorder.flush()
+        store = self.runtime.traces()
+        if store is None:
+            raise RuntimeError("tracing is off ([tracing] enabled = false)")
+        detail = store.trace(trace_id)
+        if detail is None:
+            raise LookupError(f"no trace {trace_id!r} was recorded")
+        return detail
 
     @property
     def skipped_time(self) -> float:

@@ -1,0 +1,75 @@
+"""The span of each HTTP request to a step: route, method, status, duration, a preview of the body.
+
+The trace id is the client's ``x-trace-id`` if it sends one, else the trace id of a valid W3C
+``traceparent`` header (whose span becomes the request span's parent), else the request id the
+gateway answers in ``x-request-id``: what a user pastes into the console's trace page.
+Requests to the gateway's own paths (the console, ``/_admin``, ``/metrics``, ``/health``,
+``/openapi.json``) and to no route are not traced.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..tracing.spans import PAYLOAD_PREVIEW
+from ..tracing.tracer import Tracer, current_span
+from ..tracing.w3c import parse_traceparent
+
+#: Paths of the gateway's own, never traced.
+UNTRACED_PREFIXES = ("/_console", "/_admin", "/metrics", "/health", "/openapi.json")
+
+
+def trace_of(scope: Scope) -> tuple[str, str | None]:
+    """The trace id of a request, and the span id a W3C ``traceparent`` named as its parent."""
+    headers = dict(scope["headers"])
+    chosen = headers.get(b"x-trace-id", b"").decode("latin-1").strip()[:64]
+    if chosen:
+        return chosen, None
+    parent = parse_traceparent(headers.get(b"traceparent", b"").decode("latin-1"))
+    if parent is not None:
+        return parent
+    return str(scope["state"]["request_id"]), None
+
+
+class RequestTracing:
+    """ASGI middleware recording one ``http`` span per request to a step (inside GatewayMiddleware,
+    which gives the request its id)."""
+
+    def __init__(self, app: ASGIApp, *, tracer: Tracer) -> None:
+        self.app = app
+        self.tracer = tracer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        trace_id, parent_id = trace_of(scope)
+        scope["state"]["trace_id"] = trace_id
+        path: str = scope["path"]
+        if not self.tracer.active or path.startswith(UNTRACED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        span = self.tracer.http_started(trace_id, parent_id, scope["method"], path)
+        status = 500
+        body = bytearray()
+
+        async def receive_body() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(body) <= PAYLOAD_PREVIEW:
+                body.extend(message.get("body", b"")[: PAYLOAD_PREVIEW + 1 - len(body)])
+            return message
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive_body, send_status)
+        finally:
+            current_span.set(None)
+            route = scope.get("route")
+            template = getattr(route, "path", None)
+            if template is not None:
+                self.tracer.http_ended(span, status=status, route=template, body=bytes(body))

@@ -1,0 +1,128 @@
+"""The span model, in process: what one request, its messages, their attempts and a cron fire leave
+in the trace store (the real SQLite trace store; the in-process broker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.testing import FlowEnvironment
+from conveyor.tracing.spans import Span
+
+SETTINGS = """
+[steps.RunJob]
+max_retries = 2
+backoff = "fixed"
+retry_delay = 10
+dead_letter_queue = "job.dead"
+"""
+
+
+@pytest.fixture
+def flow():
+    with FlowEnvironment("tests.tracing_flow", settings=SETTINGS) as running:
+        yield running
+
+
+def post(flow, **job) -> str:
+    answer = flow.http.post("/jobs", json=job)
+    assert answer.status_code == 202, answer.text
+    flow.join(fail_fast=False)
+    trace_id = answer.headers["x-request-id"]
+    assert answer.json()["traceId"] == trace_id  # the id a user pastes into the console
+    return trace_id
+
+
+def one(spans: list[Span], **where) -> Span:
+    found = [s for s in spans if all(getattr(s, k) == v for k, v in where.items())]
+    assert len(found) == 1, (where, [(s.kind, s.step, s.status) for s in spans])
+    return found[0]
+
+
+def test_a_request_its_fan_out_and_state_trigger_are_one_tree(flow):
+    trace = flow.trace(post(flow, id="j1"))
+    spans = trace.spans
+    request = one(spans, kind="http")
+    assert (request.name, request.step, request.attrs["http_status"]) == ("POST /jobs", "StartJob", 202)
+    assert request.parent_id is None and '"id":"j1"' in request.attrs["payload"]
+
+    # One enqueue per subscriber of job.started, both children of the request.
+    to_run = one(spans, kind="enqueue", step="RunJob")
+    to_audit = one(spans, kind="enqueue", step="AuditJob")
+    assert to_run.parent_id == to_audit.parent_id == request.span_id
+    assert to_run.attrs["source"] == "http" and to_run.attrs["topic"] == "job.started"
+
+    run = one(spans, kind="run", step="RunJob")
+    assert (run.parent_id, run.status, run.attempt) == (to_run.span_id, "ok", 1)
+    assert run.queue_delay_ms is not None and run.queue_delay_ms >= 0
+
+    # RunJob's write fired JobDone: that enqueue is a child of the run that wrote the state.
+    to_done = one(spans, kind="enqueue", step="JobDone")
+    assert (to_done.parent_id, to_done.attrs["source"], to_done.attrs["state_group"]) == (run.span_id, "state", "jobs")
+    assert one(spans, kind="run", step="JobDone").parent_id == to_done.span_id
+
+    assert trace.summary.status == "ok" and trace.summary.spans == len(spans) == 7
+    # Each step's log lines are kept with its span.
+    logs = {(line.step, line.message) for line in trace.logs}
+    assert ("StartJob", "Job accepted") in logs and ("RunJob", "Running job") in logs
+    assert {line.span_id for line in trace.logs if line.message == "Running job"} == {run.span_id}
+
+
+def test_a_message_retried_then_dead_has_one_span_per_attempt_each_with_its_error(flow):
+    trace = flow.trace(post(flow, id="j2", fail=True))
+    runs = sorted((s for s in trace.spans if s.kind == "run" and s.step == "RunJob"), key=lambda s: s.attempt or 0)
+    assert [(s.attempt, s.status) for s in runs] == [(1, "error"), (2, "error"), (3, "dead")]
+    assert len({s.parent_id for s in runs}) == 1  # siblings under the one enqueue
+    for span in runs:
+        assert span.error_type == "RuntimeError" and span.error == "job j2 broke"
+        assert "Traceback" in (span.traceback or "") and "run_job" in (span.traceback or "")
+    assert [e.name for e in runs[0].events] == ["retry_scheduled"]
+    assert runs[0].events[0].attrs["delay_ms"] == 10
+    assert [e.name for e in runs[2].events] == ["dead_lettered"]
+    assert runs[2].events[0].attrs["topic"] == "job.dead"
+
+    # The dead-letter record went to JobFailed, in the same trace, as a child of the last attempt.
+    to_sink = one(trace.spans, kind="enqueue", step="JobFailed")
+    assert (to_sink.parent_id, to_sink.attrs["source"]) == (runs[2].span_id, "dead-letter")
+    assert one(trace.spans, kind="run", step="JobFailed").status == "ok"
+    assert trace.summary.status == "failed"
+
+
+def test_a_message_its_condition_skips_is_a_skipped_span(flow):
+    trace = flow.trace(post(flow, id="j3", keep=False))
+    audit = one(trace.spans, kind="run", step="AuditJob")
+    assert audit.status == "skipped" and [e.name for e in audit.events] == ["condition_false"]
+    assert trace.summary.status == "ok"
+
+
+def test_a_cron_fire_starts_a_trace_of_its_own(flow):
+    message_id = flow.fire("Nightly")
+    flow.join()
+    flow.runtime.recorder.flush()
+    [cron_trace] = flow.runtime.traces().traces(_query(step="Nightly")).traces
+    trace = flow.trace(cron_trace.trace_id)
+    fire = one(trace.spans, kind="cron")
+    assert (fire.name, fire.parent_id, fire.attrs.get("by_hand")) == ("cron Nightly", None, True)
+    to_nightly = one(trace.spans, kind="enqueue", step="Nightly")
+    assert (to_nightly.parent_id, to_nightly.attrs["source"], to_nightly.message_id) == (
+        fire.span_id,
+        "cron",
+        message_id,
+    )
+    run = one(trace.spans, kind="run", step="Nightly")
+    assert one(trace.spans, kind="enqueue", step="RunJob").parent_id == run.span_id
+
+
+def test_tracing_off_records_nothing():
+    with FlowEnvironment(
+        "tests.tracing_flow", settings="[tracing]\nenabled = false\n[metrics]\nenabled = false"
+    ) as off:
+        answer = off.http.post("/jobs", json={"id": "j4"})
+        off.join()
+        assert answer.status_code == 202
+        assert off.runtime.recorder is None and off.runtime.traces() is None
+
+
+def _query(**fields):
+    from conveyor.tracing.queries import TraceQuery
+
+    return TraceQuery(**fields)

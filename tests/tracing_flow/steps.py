@@ -1,0 +1,59 @@
+"""Steps for tests/test_tracing.py; each does little but cause the next hop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from conveyor import Context, Request, StateChange, cron, http, queue, state, step
+
+
+class Job(BaseModel):
+    id: str
+    fail: bool = False
+    keep: bool = True
+
+
+@step(
+    name="StartJob",
+    flows=["traced"],
+    triggers=[http("POST", "/jobs", body=Job)],
+    enqueues=["job.started"],
+)
+def start_job(request: Request, ctx: Context) -> dict[str, Any]:
+    ctx.logger.info("Job accepted", jobId=request.body.id)
+    ctx.enqueue("job.started", request.body)
+    return {"status": 202, "body": {"traceId": ctx.trace_id}}
+
+
+@step(name="RunJob", flows=["traced"], triggers=[queue("job.started", input=Job)])
+def run_job(job: Job, ctx: Context) -> None:
+    ctx.logger.info("Running job", jobId=job.id)
+    if job.fail:
+        raise RuntimeError(f"job {job.id} broke")
+    ctx.state.set("jobs", job.id, {"status": "done"})
+
+
+@step(
+    name="AuditJob",
+    flows=["traced"],
+    triggers=[queue("job.started", input=Job, condition=lambda job, ctx: job.keep)],
+)
+def audit_job(job: Job, ctx: Context) -> None:
+    ctx.logger.info("Audited", jobId=job.id)
+
+
+@step(name="JobDone", flows=["traced"], triggers=[state("jobs", filter={"status": "done"})])
+def job_done(change: StateChange, ctx: Context) -> None:
+    ctx.logger.info("Saw a finished job", key=change.key)
+
+
+@step(name="JobFailed", flows=["traced"], triggers=[queue("job.dead")])
+def job_failed(record: Any, ctx: Context) -> None:
+    ctx.logger.warning("A job failed for good")
+
+
+@step(name="Nightly", flows=["traced"], triggers=[cron("0 3 * * *")], enqueues=["job.started"])
+def nightly(data: Any, ctx: Context) -> None:
+    ctx.enqueue("job.started", {"id": "nightly"})
