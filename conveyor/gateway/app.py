@@ -16,6 +16,7 @@ from ..context import AnyContext
 from ..declare.steps import Step
 from ..errors import ConfigError
 from ..messaging.publisher import Publisher
+from ..metrics import metrics_app
 from ..runtime import Runtime
 from .admin import admin_app
 from .errors import http_exception
@@ -27,14 +28,18 @@ from .middleware import GatewayMiddleware
 from .openapi import openapi_route
 from .routing import Endpoint, path_route, step_endpoint
 from .serving import PID_HEADER
+from .tracing import RequestTracing
 
 logger = logging.getLogger("conveyor.gateway")
 
 #: Paths under this prefix belong to the admin endpoints, never to a step.
 ADMIN_PREFIX = "/_admin"
 
+#: Paths under this prefix belong to the web console (conveyor.console), never to a step.
+CONSOLE_PREFIX = "/_console"
+
 #: The gateway's own routes.
-RESERVED_PATHS = frozenset({"/health", "/openapi.json"})
+RESERVED_PATHS = frozenset({"/health", "/openapi.json", "/metrics"})
 
 
 def build_app(runtime: Runtime) -> Starlette:
@@ -47,6 +52,8 @@ def build_app(runtime: Runtime) -> Starlette:
             key = (trigger.method, trigger.path)
             if trigger.path == ADMIN_PREFIX or trigger.path.startswith(ADMIN_PREFIX + "/"):
                 raise ConfigError(f"step {step.name}: paths under {ADMIN_PREFIX} are reserved for the admin endpoints")
+            if trigger.path == CONSOLE_PREFIX or trigger.path.startswith(CONSOLE_PREFIX + "/"):
+                raise ConfigError(f"step {step.name}: paths under {CONSOLE_PREFIX} are reserved for the web console")
             if trigger.path in RESERVED_PATHS:
                 raise ConfigError(f"step {step.name}: {trigger.path} is the gateway's own; choose another path")
             if key in owners:
@@ -64,10 +71,22 @@ def build_app(runtime: Runtime) -> Starlette:
         logger.info(
             "The %s endpoints are off: set [admin] api_key or CONVEYOR_ADMIN_KEY to turn them on.", ADMIN_PREFIX
         )
+    if runtime.config.console.enabled:
+        from ..console import console_app  # here: the console imports the gateway's key check
+
+        routes.append(Mount(CONSOLE_PREFIX, app=console_app(runtime, runtime.traces()), name="console"))
+    if runtime.config.metrics.enabled:
+        from ..console.access import ConsoleAccess
+
+        # Same rule as the console: open on loopback, the [admin] api_key anywhere else.
+        routes.append(Route("/metrics", ConsoleAccess(metrics_app(runtime), runtime, json_only=True), name="metrics"))
     routes += [path_route(path, endpoints) for path, endpoints in by_path.items()]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(GatewayMiddleware, max_body_size=runtime.config.gateway.max_body_size)],
+        middleware=[
+            Middleware(GatewayMiddleware, max_body_size=runtime.config.gateway.max_body_size),
+            Middleware(RequestTracing, tracer=runtime.tracer),
+        ],
         exception_handlers={HTTPException: http_exception},
         lifespan=publisher_lifespan(runtime, loop_lag),
     )

@@ -1,0 +1,8 @@
+"""The web console the gateway serves under ``/_console``: flows, traces, logs and the operator's pages."""
+
+from __future__ import annotations
+
+from .access import ConsoleAccess
+from .app import CONSOLE_PREFIX, console_app
+
+__all__ = ["CONSOLE_PREFIX", "ConsoleAccess", "console_app"]
