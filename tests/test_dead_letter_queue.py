@@ -107,10 +107,10 @@ def test_show_gives_one_message_in_full(runtime, dlq, rabbitmq):
     assert queue_depth(rabbitmq.url, f"{step_queue(STEP)}.XQ") == 1
 
 
-def test_replay_sends_one_message_back_at_attempt_1_in_a_new_trace(runtime, dlq, system, rabbitmq, caplog):
+def test_replay_sends_one_message_back_at_attempt_1_in_its_own_trace(runtime, dlq, system, rabbitmq, caplog):
     probes = kill(runtime, rabbitmq, 2)
     message_id, probe = next(iter(probes.items()))
-    old_trace = dlq.get(STEP, message_id).trace_id
+    dead = dlq.get(STEP, message_id)
     system.state.set(FIXED, probe, True)
 
     with caplog.at_level(logging.INFO, logger="conveyor.dlq"):
@@ -119,11 +119,11 @@ def test_replay_sends_one_message_back_at_attempt_1_in_a_new_trace(runtime, dlq,
     done = wait_for(lambda: system.state.get(DONE, probe), timeout=15)
     assert done["attempt"] == 1
     assert done["messageId"] == replay.new_message_id != message_id
-    assert done["traceId"] == replay.trace_id != old_trace
-    assert done["replayedFromTrace"] == replay.replayed_from_trace == old_trace
+    assert done["traceId"] == replay.trace_id == dead.trace_id  # the replay shows in the trace that failed
+    assert done["replayedFromMessage"] == message_id
     assert done["topic"] == TOPIC
     assert f"Replayed dead message {message_id} of step {STEP}" in caplog.text
-    assert old_trace in caplog.text
+    assert f"in its trace {dead.trace_id}" in caplog.text
     # Only the replayed message left the queue; its failure record went with it.
     assert [m.message_id for m in dlq.listing(STEP).messages] == [m for m in probes if m != message_id]
     assert system.state.get(RECORDS, message_id) is None
@@ -152,7 +152,8 @@ def test_a_replay_that_fails_again_is_dead_again_with_a_fresh_record(runtime, dl
     [again] = dlq.listing(STEP).messages
     assert again.message_id == replay.new_message_id
     assert again.attempts == 2
-    assert again.options["replayed_from_trace"] == replay.replayed_from_trace
+    assert again.trace_id == replay.trace_id
+    assert again.options["replayed_from_message"] == message_id
     assert again.error.startswith("RuntimeError: not fixed yet")
 
 
@@ -202,7 +203,10 @@ def test_command_line_lists_shows_replays_and_purges(runtime, dlq, system, rabbi
     system.state.set(FIXED, probes[first], True)
     replayed = run_cli(system, "dlq", "replay", STEP, first)
     assert replayed.stdout.startswith(f"Replayed {first} of {STEP} as "), replayed.stderr
-    assert "replayed from trace" in replayed.stderr  # the log line
+    trace_id = json.loads(shown.stdout)["traceId"]
+    assert replayed.stdout.strip().endswith(f"(in its trace {trace_id})")
+    new_id = replayed.stdout.split()[5]
+    assert f"as message {new_id}, in its trace {trace_id}" in replayed.stderr  # the log line
     wait_for(lambda: system.state.get(DONE, probes[first]), timeout=15)
 
     refused = run_cli(system, "dlq", "purge", STEP)

@@ -155,7 +155,9 @@ def test_dead_letters_over_http(system, runtime, rabbitmq):
     assert replayed.status_code == 200
     [replay] = replayed.json()["replayed"]
     assert replay["messageId"] == first
-    assert wait_for(lambda: system.state.get(DONE, probes[first]))["attempt"] == 1
+    assert replay["traceId"] == shown.json()["traceId"]  # the replay stays in the trace of the message that died
+    done = wait_for(lambda: system.state.get(DONE, probes[first]))
+    assert (done["attempt"], done["traceId"], done["replayedFromMessage"]) == (1, replay["traceId"], first)
 
     system.state.set(FIXED, probes[second], True)
     all_replayed = system.http.post(f"/_admin/dead-letters/{STEP}/replay").json()["replayed"]

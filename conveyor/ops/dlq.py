@@ -35,8 +35,12 @@ logger = logging.getLogger("conveyor.dlq")
 
 T = TypeVar("T")
 
-#: Options a replay does not carry over: it starts a new trace, at attempt 1, due now.
-_RESET_OPTIONS = frozenset({"retries", "eta", "trace_id", "replayed_from_trace", "replayed_from_message"})
+#: Options a replay does not carry over: it runs at attempt 1, due now, under an enqueue span of its own
+#: (the tracing middleware gives a message without ``span_id`` one). ``replayed_from_trace`` is what replays
+#: carried when they started a new trace.
+_RESET_OPTIONS = frozenset(
+    {"retries", "eta", "span_id", "replay_parent", "replayed_from_message", "replayed_from_trace"}
+)
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,12 @@ class DeadMessage:
 
 @dataclass(frozen=True)
 class Replay:
-    """A dead message sent back to its step as a new message, in a new trace."""
+    """A dead message sent back to its step as a new message, in the dead message's own trace."""
 
     step: str
     message_id: str
     new_message_id: str
     trace_id: str
-    replayed_from_trace: str | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,8 +115,26 @@ class Replay:
             "messageId": self.message_id,
             "newMessageId": self.new_message_id,
             "traceId": self.trace_id,
-            "replayedFromTrace": self.replayed_from_trace,
         }
+
+
+def replay_options(dead: AnyMessage) -> dict[str, Any]:
+    """The options of the replay of ``dead``: its own, in its trace, at attempt 1 again, due now.
+
+    The replay keeps ``trace_id`` (so it shows in the trace of the work that failed) and names
+    what it replays: ``replayed_from_message`` is the dead message's id, ``replay_parent`` the id
+    of the dead message's enqueue span (its ``span_id`` option, where it has one), under which
+    the replay's own enqueue span is drawn.
+    """
+    options = {key: value for key, value in dead.options.items() if key not in _RESET_OPTIONS}
+    options.update(
+        retries=0,
+        trace_id=dead.options.get("trace_id") or new_trace_id(),  # a message from before trace ids starts one
+        replayed_from_message=dead.message_id,
+    )
+    if span_id := dead.options.get("span_id"):
+        options["replay_parent"] = span_id
+    return options
 
 
 @dataclass(frozen=True)
@@ -215,10 +236,10 @@ class DeadLetterQueue:
         )
 
     def replay(self, step: str, message_id: str) -> Replay:
-        """Send one dead message back to its step: attempt 1 again, in a new trace.
+        """Send one dead message back to its step as a new message: attempt 1 again, in the same trace.
 
-        The message leaves the dead-letter queue once RabbitMQ confirmed the new copy; its
-        options keep the old trace id as ``replayed_from_trace``.
+        The message leaves the dead-letter queue once RabbitMQ confirmed the new copy (see
+        :func:`replay_options` for what the copy carries).
         """
         return self._with_message(step, message_id, lambda channel, got: self._replay(channel, step, got))
 
@@ -283,12 +304,7 @@ class DeadLetterQueue:
 
     def _replay(self, channel: BlockingChannel, step: str, got: _Fetched) -> Replay:
         dead = got.message
-        old_trace = dead.options.get("trace_id")
-        trace_id = new_trace_id()
-        options = {key: value for key, value in dead.options.items() if key not in _RESET_OPTIONS}
-        options.update(
-            retries=0, trace_id=trace_id, replayed_from_trace=old_trace, replayed_from_message=dead.message_id
-        )
+        options = replay_options(dead)
         # Built here, not with publisher.send: the replay keeps the dead message's args and every option.
         message = self.runtime.actors[step].message_with_options(args=dead.args, kwargs=dead.kwargs, **options)
         try:
@@ -301,14 +317,13 @@ class DeadLetterQueue:
         channel.basic_ack(got.tag)
         self.records.delete(dead.message_id)
         logger.info(
-            "Replayed dead message %s of step %s as message %s in trace %s (replayed from trace %s).",
+            "Replayed dead message %s of step %s as message %s, in its trace %s.",
             dead.message_id,
             step,
             message.message_id,
-            trace_id,
-            old_trace,
+            options["trace_id"],
         )
-        return Replay(step, dead.message_id, message.message_id, trace_id, old_trace)
+        return Replay(step, dead.message_id, message.message_id, options["trace_id"])
 
     @staticmethod
     def _dead(step: str, got: _Fetched, record: dict[str, Any] | None) -> DeadMessage:

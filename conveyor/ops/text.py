@@ -70,10 +70,7 @@ def dead_message_text(message: DeadMessage) -> str:
 
 
 def replay_line(replay: Replay) -> str:
-    return (
-        f"Replayed {replay.message_id} of {replay.step} as {replay.new_message_id} "
-        f"(trace {replay.trace_id}, replayed from trace {replay.replayed_from_trace or '-'})"
-    )
+    return f"Replayed {replay.message_id} of {replay.step} as {replay.new_message_id} (in its trace {replay.trace_id})"
 
 
 def purge_line(purge: Purge) -> str:

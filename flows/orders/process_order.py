@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conveyor import Context, now_iso, queue, step
 
-from .types import OrderItem, ProcessOrderEvent
+from .types import INVENTORY_APPLIED, OrderItem, ProcessOrderEvent, is_decided
 
 
 @step(
@@ -27,12 +27,18 @@ def handler(event: ProcessOrderEvent, ctx: Context) -> None:
         # 503 and will retry); if the message was stored after all, it must not become an order.
         ctx.logger.warning("Order was withdrawn when its POST failed; not processing it", orderId=event.orderId)
         return
-    if order.get("status") in ("completed", "failed"):
+    if is_decided(order):
         ctx.logger.info("Order already processed; re-sending its notification", orderId=event.orderId)
         _notify(ctx, event, order["status"])
         return
+    if order.get("status") == "failed":
+        # HandleFailedOrder marked it after the retries ran out; this is the dead message's replay.
+        ctx.logger.info("Processing a failed order again", orderId=event.orderId, failure=order.get("failureReason"))
 
-    shortage = _first_shortage(event.items, ctx)
+    # Stock already taken for this order (an attempt failed after enqueueing it) is not checked
+    # again: the order would otherwise be rejected for the stock it took itself.
+    taken = ctx.state.get(INVENTORY_APPLIED, event.orderId) is not None
+    shortage = None if taken else _first_shortage(event.items, ctx)
     if shortage:
         # A business rejection is final: record it and tell the customer, no retry.
         ctx.state.update(
@@ -41,13 +47,23 @@ def handler(event: ProcessOrderEvent, ctx: Context) -> None:
             [
                 {"type": "set", "path": "status", "value": "failed"},
                 {"type": "set", "path": "failureReason", "value": shortage},
+                {"type": "set", "path": "failureKind", "value": "rejected"},
             ],
         )
         _notify(ctx, event, "failed")
         ctx.logger.warning("Order rejected", orderId=event.orderId, reason=shortage)
         return
 
-    ctx.state.update("orders", event.orderId, [{"type": "set", "path": "status", "value": "processing"}])
+    ctx.state.update(
+        "orders",
+        event.orderId,
+        [
+            {"type": "set", "path": "status", "value": "processing"},
+            # What a failure past the retries left (HandleFailedOrder) goes once the order is processed again.
+            {"type": "remove", "path": "failureReason"},
+            {"type": "remove", "path": "failureKind"},
+        ],
+    )
     ctx.enqueue(
         "update-inventory",
         {"orderId": event.orderId, "items": [i.model_dump() for i in event.items], "timestamp": now_iso()},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 #: message can come back: a retry waits at most minutes, and a dead message can be replayed
 #: from its step's .XQ queue for 7 days. Without it, one mark per order piles up forever.
 ONCE_TTL = timedelta(days=14)
+
+#: Orders whose stock UpdateInventory already took, by order id: a second message for one changes nothing.
+INVENTORY_APPLIED = "inventory-applied"
+
+#: Why an order is ``failed``. ``rejected``: ProcessOrder turned it down (too little stock), which is
+#: final. ``error``: processing failed past its retries (HandleFailedOrder), which a replay of the
+#: dead ProcessOrder message repairs once the fault is fixed.
+FailureKind = Literal["rejected", "error"]
 
 
 class OrderItem(BaseModel):
@@ -32,6 +40,17 @@ class Order(BaseModel):
     createdAt: str
     processedAt: str | None = None
     failureReason: str | None = None
+    failureKind: FailureKind | None = None
+
+
+def is_decided(order: dict[str, Any]) -> bool:
+    """Whether the stored ``order`` is finished: completed, or rejected for stock.
+
+    An order failed by an error (``failureKind`` ``"error"``) is not: a replay repairs it. A
+    ``failed`` order without a ``failureKind`` (stored before there was one) counts as decided.
+    """
+    status = order.get("status")
+    return status == "completed" or (status == "failed" and order.get("failureKind") != "error")
 
 
 class ProcessOrderEvent(BaseModel):

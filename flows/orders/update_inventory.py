@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from conveyor import Context, now_iso, queue, step
 
+from .types import INVENTORY_APPLIED as APPLIED
 from .types import ONCE_TTL, InventoryEvent
-
-#: Orders whose stock was already taken, so a second message for one changes nothing.
-APPLIED = "inventory-applied"
 
 
 @step(

@@ -31,6 +31,6 @@ def fails_until_fixed(probe: ReplayProbe, ctx: Context) -> None:
             "traceId": ctx.trace_id,
             "messageId": ctx.message_id,
             "topic": ctx.topic,
-            "replayedFromTrace": options.get("replayed_from_trace"),
+            "replayedFromMessage": options.get("replayed_from_message"),
         },
     )
