@@ -28,6 +28,7 @@ MODULES = {
     "bench.orders",
     "bench.cluster",
     "bench.pipeline",
+    "bench.tracing",
     "bench.gateway",
     "bench.memory",
     "bench.echo_app",
