@@ -30,7 +30,6 @@ from ..runtime import Runtime
 
 logger = logging.getLogger("conveyor.console.access")
 
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 #: The session cookie's name, and the login page's path under the console.
 COOKIE = "conveyor_console"
 LOGIN_PATH = "/login"
@@ -45,7 +44,7 @@ Denied = Callable[[Request, int, str], Response]
 
 def needs_key(runtime: Runtime) -> bool:
     """Does the console need the API key? Yes unless the gateway listens on loopback only."""
-    return runtime.config.gateway.host not in LOOPBACK
+    return not runtime.config.gateway.on_loopback
 
 
 def session_cookie(api_key: str) -> str:

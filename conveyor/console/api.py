@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .filters import BadFilter, log_query, trace_query
+from ..tracing.filters import BadFilter, log_query, trace_query
 from .rendering import Console, json_error, tracing_off_message
 from .traces import MAX_TRACE_ID
 

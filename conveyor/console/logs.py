@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..tracing.filters import LEVELS, log_query
 from ..tracing.spans import LogLine
-from .filters import LEVELS, log_query
 from .rendering import Console, tracing_off_message
 
 

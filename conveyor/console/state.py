@@ -13,8 +13,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import StateKeyError, StateUnavailableError
+from ..tracing.filters import MAX_TEXT
 from ..tracing.queries import MAX_PAGE
-from .filters import MAX_TEXT
 from .rendering import Console
 
 #: Keys per page of a group.

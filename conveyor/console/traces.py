@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..tracing.filters import trace_query
 from ..tracing.queries import TRACE_STATUSES, TracePage
-from .filters import trace_query
 from .rendering import Console, console_root, tracing_off_message
 from .waterfall import waterfall
 

@@ -8,9 +8,13 @@
     python -m actors state groups [--json]
     python -m actors state list GROUP [--limit N] [--json]
     python -m actors state get GROUP KEY
+    python -m actors traces [--status S] [--flow F] [--step S] [--since T] [--until T]
+                            [--min-duration MS] [--message-id ID] [--text TEXT] [--page N] [--json]
+    python -m actors trace TRACE_ID [--json]
 
-``stats`` and ``dlq`` work on RabbitMQ only; ``state`` only reads the state store. Reads
-config.toml (or CONVEYOR_CONFIG) like the workers do.
+``stats`` and ``dlq`` work on RabbitMQ only; ``state``, ``traces`` and ``trace`` only read the
+state and trace stores. ``--since``/``--until`` take an ISO time or a time ago (``15m``, ``2h``,
+``7d``), as the console's filters do. Reads config.toml (or CONVEYOR_CONFIG) like the workers do.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from typing import Any
 
 from ..errors import ConveyorError
 from ..runtime import Runtime, boot
+from ..tracing.filters import BadFilter, trace_query
 from .dlq import DeadLetterQueue
 from .queue_stats import queue_stats
 from .text import dead_message_text, dead_messages_table, purge_line, replay_line, stats_table
+from .trace_text import trace_timeline, traces_table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
 def _run(runtime: Runtime, args: argparse.Namespace) -> str:
     if args.command == "state":
         return _state(runtime, args)
+    if args.command in ("traces", "trace"):
+        return _traces(runtime, args)
     if args.command == "stats":
         stats = queue_stats(runtime)
         return _json({"steps": [s.to_json() for s in stats]}) if args.json else stats_table(stats)
@@ -86,6 +94,26 @@ def _state(runtime: Runtime, args: argparse.Namespace) -> str:
     return _json(value)
 
 
+def _traces(runtime: Runtime, args: argparse.Namespace) -> str:
+    """Read the trace store: recent traces with the console's filters, or one trace's timeline."""
+    store = runtime.traces()
+    if store is None:
+        raise ConveyorError("tracing is off: set [tracing] enabled = true in config.toml (or CONVEYOR_TRACING=1)")
+    if args.command == "trace":
+        detail = store.trace(args.trace_id)
+        if detail is None:
+            raise ConveyorError(f"no trace {args.trace_id!r} in the trace store (see `python -m actors traces`)")
+        return _json(detail.to_json()) if args.json else trace_timeline(detail)
+    fields = ("status", "flow", "step", "since", "until", "min_duration", "message_id", "text", "page")
+    params = {name: str(value) for name in fields if (value := getattr(args, name)) is not None}
+    try:
+        query = trace_query(params)
+    except BadFilter as exc:
+        raise ConveyorError(f"--{exc.field.replace('_', '-')}: {exc}") from None
+    page = store.traces(query)
+    return _json(page.to_json()) if args.json else traces_table(page)
+
+
 def _one_line(value: Any, width: int = 160) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -95,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m actors", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{stats,dlq,state}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{stats,dlq,state,traces,trace}")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -132,6 +160,19 @@ def _parser() -> argparse.ArgumentParser:
     get = state.add_parser("get", help="one value, as JSON")
     get.add_argument("group")
     get.add_argument("key")
+
+    traces = commands.add_parser("traces", parents=[as_json], help="recent traces, newest first, filtered")
+    traces.add_argument("--status", help="ok, retried or failed")
+    traces.add_argument("--flow")
+    traces.add_argument("--step", help="traces with a span of this step")
+    traces.add_argument("--since", help="an ISO time, or a time ago: 15m, 2h, 7d")
+    traces.add_argument("--until", help="an ISO time, or a time ago")
+    traces.add_argument("--min-duration", dest="min_duration", help="milliseconds, at least")
+    traces.add_argument("--message-id", dest="message_id", help="the trace holding this message")
+    traces.add_argument("--text", help="a substring of a payload, an error or a span's name")
+    traces.add_argument("--page", help="page number, from 1 (50 traces a page)")
+    trace = commands.add_parser("trace", parents=[as_json], help="one trace's timeline, with its log lines")
+    trace.add_argument("trace_id", help="the id the gateway answered in x-request-id")
     return parser
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from ..tracing.queries import MAX_PAGE, MAX_PER_PAGE, TRACE_STATUSES, LogQuery, TraceQuery
+from .queries import MAX_PAGE, MAX_PER_PAGE, TRACE_STATUSES, LogQuery, TraceQuery
 
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _RELATIVE = re.compile(r"^(\d{1,9})\s*(s|m|h|d)$")
