@@ -126,3 +126,32 @@ def _query(**fields):
     from conveyor.tracing.queries import TraceQuery
 
     return TraceQuery(**fields)
+
+
+def test_the_schedulers_pruning_keeps_failures_longer_as_config_toml_says(tmp_path):
+    from conveyor.config import parse_config
+    from conveyor.scheduling.upkeep import add_upkeep_jobs
+    from conveyor.tracing.queries import TraceQuery
+    from conveyor.tracing.retention import prune_traces
+    from conveyor.tracing.sqlite_store import SqliteTraceStore
+    from tests.trace_samples import http_request, retried_then_dead
+
+    settings = parse_config({"tracing": {"retention_hours": 1, "failed_retention_hours": 48}}).tracing
+    store = SqliteTraceStore(tmp_path / "traces.db")
+    now = 1_800_000_000.0
+    old_ok, old_failed = http_request(now - 3 * 3600), retried_then_dead(now - 3 * 3600)
+    fresh = http_request(now - 60)
+    for sample in (old_ok, old_failed, fresh):
+        store.write(sample.spans, sample.logs)
+    assert prune_traces(store, settings, now=now) == 1
+    kept = {t.trace_id for t in store.traces(TraceQuery()).traces}
+    assert kept == {old_failed.trace_id, fresh.trace_id}
+    store.close()
+
+    # Every scheduler runs it among its upkeep jobs (unless tracing is off).
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    with FlowEnvironment("tests.tracing_flow") as flow:
+        scheduler = BackgroundScheduler()
+        add_upkeep_jobs(scheduler, flow.runtime)
+        assert "conveyor.prune-traces" in {job.id for job in scheduler.get_jobs()}

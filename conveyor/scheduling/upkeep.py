@@ -15,6 +15,8 @@ from ..errors import BrokerUnavailableError, StateUnavailableError
 from ..messaging.delays import DelayQueueJanitor
 from ..ops.management import ManagementAPI
 from ..store.cron_fires import tick_key
+from ..tracing.retention import PRUNE_INTERVAL as TRACE_PRUNE_INTERVAL
+from ..tracing.retention import prune_traces
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -56,6 +58,14 @@ def add_upkeep_jobs(scheduler: BaseScheduler, runtime: Runtime) -> None:
         "prune-cron-fires",
         "forget old cron claims",
     )
+    if runtime.config.tracing.enabled:
+        _every(
+            scheduler,
+            TRACE_PRUNE_INTERVAL,
+            lambda: prune_traces(runtime.traces(), runtime.config.tracing),
+            "prune-traces",
+            "forget old traces",
+        )
     broker = runtime.config.broker
     if broker.kind == "rabbitmq" and broker.queue_type == "quorum":
         janitor = DelayQueueJanitor(runtime.broker)  # type: ignore[arg-type]  # RabbitMQ, checked above

@@ -20,10 +20,10 @@ _BOUND = ("step", "trace")
 
 class SpanLogs(logging.Handler):
     """Records log lines written inside a span to the recorder of the tracer that opened the span
-    (never raising, never waiting)."""
+    (never raising, never waiting). INFO and above: Dramatiq's DEBUG lines name whole payloads."""
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.INFO)
 
     def emit(self, record: logging.LogRecord) -> None:
         span = current_span.get()

@@ -19,12 +19,17 @@ def prune_traces(store: TraceStore | None, settings: TracingSection, *, now: flo
     """Forget the traces ``settings`` no longer keeps; returns how many went."""
     if store is None:
         return 0
-    removed = store.prune(
-        now=time.time() if now is None else now,
-        ok_age=settings.retention_hours * 3600,
-        failed_age=settings.failed_retention_hours * 3600,
-        max_traces=settings.max_traces,
-    )
+    try:
+        removed = store.prune(
+            now=time.time() if now is None else now,
+            ok_age=settings.retention_hours * 3600,
+            failed_age=settings.failed_retention_hours * 3600,
+            max_traces=settings.max_traces,
+        )
+    except Exception as exc:
+        # The next run tries again; tracing itself goes on meanwhile.
+        logger.warning("Could not prune old traces (%s); trying again in %d s", exc, PRUNE_INTERVAL)
+        return 0
     if removed:
         logger.info("Forgot %d old traces ([tracing] retention_hours, failed_retention_hours, max_traces)", removed)
     return removed
