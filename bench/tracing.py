@@ -3,7 +3,8 @@
     python -m bench.tracing [--rounds 3] [--messages 10000] [--seconds 10] [--orders 1000]
 
 Each round measures both modes, alternating which goes first (round 1 on then off, round 2 off
-then on, ...), each process started with ``CONVEYOR_TRACING=1`` or ``0``:
+then on, ...), each process started with ``CONVEYOR_TRACING=1`` or ``0`` (and, off, ``[metrics] enabled = false``
+too, since the metrics are made from the same spans: "off" is no observability at all):
 
 - worker: ``--messages`` no-op messages enqueued to ``BenchNoop`` (``bench/flows/noop.py``),
   then ``dramatiq actors -p 2 -t 8`` drains them (bench.worker_throughput's drain: rate from
@@ -130,7 +131,10 @@ def _configure(bench: Harness, flows: list[str], label: str, mode: str) -> Path:
     """Write the config the next processes read: their flows, tracing on or off, a traces file of their own."""
     traces = _traces_file(bench, label)
     enabled = "true" if mode == "on" else "false"
-    bench.write_config(flows=flows, extra=f'[tracing]\nenabled = {enabled}\npath = "{traces}"\n')
+    # "Off" is the whole of it off: Prometheus metrics are made from the same spans.
+    metrics = bench.base / f"metrics-{label}"
+    extra = f'[tracing]\nenabled = {enabled}\npath = "{traces}"\n[metrics]\nenabled = {enabled}\npath = "{metrics}"\n'
+    bench.write_config(flows=flows, extra=extra)
     # The environment's override wins over the file: set it too, so a CONVEYOR_TRACING in the shell cannot.
     bench.env[TRACING_ENV] = "1" if mode == "on" else "0"
     return traces

@@ -17,6 +17,9 @@ from .settings import BUILTIN, StepSettings
 #: What ``[project] name`` may be: it starts every queue name, and shows in RabbitMQ's UI.
 DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 
+#: Hosts that only this machine reaches.
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
 #: Where Conveyor looks for its configuration unless CONVEYOR_CONFIG says otherwise.
 DEFAULT_CONFIG_PATH = "config.toml"
 
@@ -91,6 +94,26 @@ class GatewaySection(_Section):
     #: Seconds after which a request still running under a key is taken for dead (its gateway
     #: was killed) and a repeat may run it again; keep it above the longest request.
     idempotency_lease: int = Field(default=30, ge=1)
+
+    @property
+    def on_loopback(self) -> bool:
+        """Does the gateway listen on loopback only (the console is then open without a key)?"""
+        return self.host in LOOPBACK
+
+    def url(self) -> str:
+        """Where a browser on this host reaches the gateway."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def console_line(self, *, api_key: str | None) -> str:
+        """The log line that says where the console is, and who may open it."""
+        if self.on_loopback:
+            access = "open to this machine"
+        elif api_key:
+            access = "log in with the [admin] api_key"
+        else:
+            access = "closed: set [admin] api_key (or CONVEYOR_ADMIN_KEY) to open it"
+        return f"Console: {self.url()}/_console/ ({access}); Prometheus metrics: {self.url()}/metrics"
 
 
 class StateSection(_Section):

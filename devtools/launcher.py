@@ -41,6 +41,7 @@ def main() -> None:
     setup_logging()
 
     config = load_config()
+    logger.info("%s", config.gateway.console_line(api_key=config.admin.api_key))
     watched = (
         [*flow_directories(config.project.flows, Path(config.root)), config_path().resolve()] if args.reload else []
     )

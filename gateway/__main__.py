@@ -8,6 +8,7 @@ One worker is one uvicorn process; N are N independent processes on the port, ea
 from __future__ import annotations
 
 import argparse
+import logging
 
 from conveyor.gateway.serving import serve
 from conveyor.runtime import boot_or_exit
@@ -22,6 +23,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=gateway.port)
     parser.add_argument("--workers", type=int, default=gateway.workers, help="gateway processes")
     args = parser.parse_args()
+    where = gateway.model_copy(update={"host": args.host, "port": args.port})
+    logging.getLogger("conveyor.gateway").info("%s", where.console_line(api_key=runtime.config.admin.api_key))
     if args.workers > 1:
         runtime.close()  # this process only watches the others: it holds no connection of its own
     # By name: one process imports it and finds this runtime; each of several boots its own.
