@@ -40,7 +40,7 @@ _SPAN_COLUMNS = (
     "queue_delay_ms, error_type, error, traceback, http_status, payload, attrs, events"
 )
 _LOG_COLUMNS = "trace_id, span_id, at, level, level_no, logger, message, step, fields"
-_SUMMARY_COLUMNS = "trace_id, name, started_at, ended_at, spans, errors, status, steps, flows"
+_SUMMARY_COLUMNS = "trace_id, name, started_at, ended_at, spans, errors, status"
 #: What a summary is computed from, per span.
 _FOR_SUMMARY = "trace_id, parent_id, name, started_at, duration_ms, status, kind, http_status, step, flow"
 
@@ -72,7 +72,7 @@ def schema(log_id: str) -> tuple[str, ...]:
         f"""CREATE TABLE IF NOT EXISTS {TRACES} (
             trace_id text PRIMARY KEY, name text NOT NULL, started_at double precision NOT NULL,
             ended_at double precision NOT NULL, spans integer NOT NULL, errors integer NOT NULL,
-            status text NOT NULL, steps text NOT NULL, flows text NOT NULL)""",
+            status text NOT NULL, rooted integer NOT NULL DEFAULT 0)""",
         f"CREATE INDEX IF NOT EXISTS {TRACES}_start ON {TRACES} (started_at)",
         f"CREATE INDEX IF NOT EXISTS {TRACES}_status ON {TRACES} (status, started_at)",
         f"CREATE INDEX IF NOT EXISTS {TRACES}_end ON {TRACES} (ended_at)",
@@ -85,9 +85,12 @@ _UPSERT_SPAN = (
 )
 _INSERT_LOG = f"INSERT INTO {LOGS} ({_LOG_COLUMNS}) VALUES ({', '.join('?' * 9)})"
 _UPSERT_SUMMARY = (
-    f"INSERT INTO {TRACES} ({_SUMMARY_COLUMNS}) VALUES ({', '.join('?' * 9)}) ON CONFLICT (trace_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _SUMMARY_COLUMNS.split(", ")[1:])
+    f"INSERT INTO {TRACES} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) "
+    "ON CONFLICT (trace_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in [*_SUMMARY_COLUMNS.split(", ")[1:], "rooted"])
 )
+#: How bad each status makes a trace.
+_WORST = {"ok": 0, "retried": 1, "failed": 2}
 
 
 #: One encoder for every row (``json.dumps`` with options builds a new one per call).
@@ -151,21 +154,62 @@ def log_from_row(row: Sequence[Any]) -> LogLine:
     return LogLine(row[0], row[1], row[2], row[3], row[5], row[6], row[7], json.loads(row[8]))
 
 
-def summary_from_row(row: Sequence[Any]) -> TraceSummary:
-    return TraceSummary(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), json.loads(row[8]))
+def summary_from_row(row: Sequence[Any], steps: list[str], flows: list[str]) -> TraceSummary:
+    return TraceSummary(row[0], row[1], row[2], row[3], row[4], row[5], row[6], steps, flows)
+
+
+def steps_and_flows(rows: Sequence[Sequence[Any]]) -> dict[str, tuple[list[str], list[str]]]:
+    """Each trace's steps and flows, in the order they first appear, from ``(trace_id, step, flow)`` rows."""
+    found: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
+    for trace_id, step, flow in rows:
+        steps, flows = found.setdefault(trace_id, ({}, {}))
+        if step:
+            steps[step] = None
+        if flow:
+            flows[flow] = None
+    return {trace_id: (list(steps), list(flows)) for trace_id, (steps, flows) in found.items()}
 
 
 def summarise(trace_id: str, rows: list[Sequence[Any]]) -> tuple[Any, ...]:
-    """The summary row of a trace from its spans' :data:`_FOR_SUMMARY` columns."""
+    """The summary row of a trace from its spans' :data:`_FOR_SUMMARY` columns (every span it has)."""
     rows = sorted(rows, key=lambda r: r[3])
     failed = any(r[5] == "dead" or (r[6] == "http" and r[7] is not None and r[7] >= 500) for r in rows)
     status = "failed" if failed else "retried" if any(r[5] == "error" for r in rows) else "ok"
-    root = next((r for r in rows if r[1] is None), rows[0])
-    steps = list(dict.fromkeys(r[8] for r in rows if r[8]))
-    flows = list(dict.fromkeys(r[9] for r in rows if r[9]))
+    root = next((r for r in rows if r[1] is None), None)
     ended = max(r[3] + r[4] / 1000 for r in rows)
     errors = sum(1 for r in rows if r[5] in ("error", "dead"))
-    return (trace_id, root[2], rows[0][3], ended, len(rows), errors, status, _json(steps), _json(flows))
+    name = (root or rows[0])[2]
+    return (trace_id, name, rows[0][3], ended, len(rows), errors, status, int(bool(root)))
+
+
+def merged(trace_id: str, current: Sequence[Any] | None, spans: list[Span]) -> tuple[Any, ...]:
+    """The summary row of a trace from its summary so far (``current``: its columns and ``rooted``)
+    and spans new to it, without reading the spans it had."""
+    first = root = None
+    ended, errors, failed = 0.0, 0, False
+    for span in spans:
+        if first is None or span.started_at < first.started_at:
+            first = span
+        if root is None and span.parent_id is None:
+            root = span
+        ended = max(ended, span.ended_at)
+        if span.status in ("error", "dead"):
+            errors += 1
+        if span.status == "dead" or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500):
+            failed = True
+    assert first is not None
+    status = "failed" if failed else "retried" if errors else "ok"
+    if current is None:
+        name = (root or first).name
+        return (trace_id, name, first.started_at, ended, len(spans), errors, status, int(root is not None))
+    _, name, started, was_ended, count, was_errors, was_status, rooted = current
+    if not rooted and root is not None:
+        name, rooted = root.name, 1
+    elif not rooted and first.started_at < started:
+        name = first.name
+    worst = max(was_status, status, key=lambda s: _WORST.get(s, 0))
+    return (trace_id, name, min(started, first.started_at), max(was_ended, ended), count + len(spans),
+            was_errors + errors, worst, rooted)  # fmt: skip
 
 
 def like_pattern(text: str) -> str:
@@ -237,23 +281,49 @@ class SqlTraceStore(ABC):
     # -- writes --------------------------------------------------------------------------------
 
     def write(self, spans: list[Span], logs: list[LogLine]) -> None:
-        """Keep ``spans`` and ``logs`` in one transaction; a span id written again replaces its row."""
+        """Keep ``spans`` and ``logs`` in one transaction; a span id written again replaces its row.
+
+        A trace's summary is brought up to date from the batch's new spans and the summary so
+        far; only a trace one of whose spans was written again is summed up from all its spans.
+        """
         latest = {span.span_id: span for span in spans}  # the last of a span id in the batch wins
-        trace_ids = sorted({span.trace_id for span in latest.values()})
         if not latest and not logs:
             return
+        span_ids = sorted(latest)
+        trace_ids = sorted({span.trace_id for span in latest.values()})
         with self._writing() as db:
             self._lock_traces(db, trace_ids)
+            again = self._rows_in(db, f"SELECT span_id FROM {SPANS} WHERE ", "span_id", span_ids)
             if latest:
-                db.run_many(_UPSERT_SPAN, [span_row(latest[key]) for key in sorted(latest)])
+                db.run_many(_UPSERT_SPAN, [span_row(latest[key]) for key in span_ids])
             if logs:
                 db.run_many(_INSERT_LOG, [log_row(line) for line in logs])
+            redo = sorted({latest[row[0]].trace_id for row in again})
+            fresh: dict[str, list[Span]] = {}
+            for span in latest.values():
+                fresh.setdefault(span.trace_id, []).append(span)
+            for trace_id in redo:
+                del fresh[trace_id]
+            current = {
+                row[0]: row
+                for row in self._rows_in(
+                    db, f"SELECT {_SUMMARY_COLUMNS}, rooted FROM {TRACES} WHERE ", "trace_id", sorted(fresh)
+                )
+            }
+            summaries = [merged(t, current.get(t), fresh[t]) for t in sorted(fresh)]
             by_trace: dict[str, list[Sequence[Any]]] = {}
-            for chunk in _chunks(trace_ids):
-                where, params = self._member("trace_id", chunk)
-                for row in db.rows(f"SELECT {_FOR_SUMMARY} FROM {SPANS} WHERE {where}", params):
-                    by_trace.setdefault(row[0], []).append(row)
-            db.run_many(_UPSERT_SUMMARY, [summarise(t, by_trace[t]) for t in trace_ids if t in by_trace])
+            for row in self._rows_in(db, f"SELECT {_FOR_SUMMARY} FROM {SPANS} WHERE ", "trace_id", redo):
+                by_trace.setdefault(row[0], []).append(row)
+            summaries += [summarise(t, by_trace[t]) for t in redo if t in by_trace]
+            db.run_many(_UPSERT_SUMMARY, summaries)
+
+    def _rows_in(self, db: Runner, select: str, column: str, values: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``select`` (ending in ``WHERE``) for rows whose ``column`` is one of ``values``, a chunk at a time."""
+        found: list[tuple[Any, ...]] = []
+        for chunk in _chunks(values):
+            where, params = self._member(column, chunk)
+            found += db.rows(select + where, params)
+        return found
 
     def prune(self, *, now: float, ok_age: float, failed_age: float, max_traces: int) -> int:
         """Forget traces that ended more than ``ok_age`` seconds ago (``failed_age`` for a failed
@@ -306,7 +376,11 @@ class SqlTraceStore(ABC):
                 "LIMIT ? OFFSET ?",
                 [*params, query.per_page, offset],
             )
-        return TracePage([summary_from_row(row) for row in rows], int(total), query.page, query.per_page)
+            found = steps_and_flows(
+                self._rows_in(db, f"SELECT trace_id, step, flow FROM {SPANS} WHERE ", "trace_id", [r[0] for r in rows])
+            )
+        page = [summary_from_row(row, *found.get(row[0], ([], []))) for row in rows]
+        return TracePage(page, int(total), query.page, query.per_page)
 
     def _trace_filter(self, query: TraceQuery) -> tuple[list[str], list[Any]]:
         clauses: list[str] = []
@@ -349,9 +423,9 @@ class SqlTraceStore(ABC):
                 f"SELECT {_SPAN_COLUMNS} FROM {SPANS} WHERE trace_id = ? ORDER BY started_at, span_id", (trace_id,)
             )
             logs = db.rows(f"SELECT {_LOG_COLUMNS} FROM {LOGS} WHERE trace_id = ? ORDER BY at, id", (trace_id,))
-        return TraceDetail(
-            summary_from_row(summary[0]), [span_from_row(r) for r in spans], [log_from_row(r) for r in logs]
-        )
+        found = [span_from_row(r) for r in spans]
+        steps, flows = steps_and_flows([(s.trace_id, s.step, s.flow) for s in found]).get(trace_id, ([], []))
+        return TraceDetail(summary_from_row(summary[0], steps, flows), found, [log_from_row(r) for r in logs])
 
     def spans_of_message(self, message_id: str) -> list[Span]:
         """The spans (enqueue and every run) of one message, by start time."""
