@@ -173,7 +173,7 @@ class MetricsSection(_Section):
     #: Serve Prometheus metrics at ``GET /metrics`` on the gateway (same access rule as the console).
     enabled: bool = True
     #: Where processes share their metrics (prometheus-client's multi-process mode); relative to
-    #: this file. Each start of the gateway clears it.
+    #: this file. A process that starts while no other process of the directory runs empties it.
     path: str = "var/metrics"
 
 

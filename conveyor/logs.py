@@ -51,13 +51,21 @@ def setup_logging(level: str = "INFO", *, format: LogFormat = "text") -> None:
     # APScheduler says three INFO lines a cron fire ("Added job", "Running job", "executed
     # successfully"); Conveyor's "Fired cron step" is the one that matters.
     logging.getLogger("apscheduler").setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
+    keep_payloads_out()
+    # Skip the stack walk that finds each record's file and line: no Conveyor or Dramatiq format
+    # shows them, and it costs more than the rest of a log call (the logging module's own knob).
+    logging._srcfile = None
+
+
+def keep_payloads_out() -> None:
+    """Put :class:`WithoutPayloads` and :class:`FailuresToRetries` on Dramatiq's worker-thread logger (once).
+
+    Every runtime does, whoever set logging up: lines kept with a trace must not hold payloads either.
+    """
     worker_logger = logging.getLogger(DRAMATIQ_WORKER_LOGGER)
     for kind in (WithoutPayloads, FailuresToRetries):
         if not any(isinstance(f, kind) for f in worker_logger.filters):
             worker_logger.addFilter(kind())
-    # Skip the stack walk that finds each record's file and line: no Conveyor or Dramatiq format
-    # shows them, and it costs more than the rest of a log call (the logging module's own knob).
-    logging._srcfile = None
 
 
 def _route_uvicorn_to_root() -> None:

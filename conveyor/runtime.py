@@ -24,7 +24,7 @@ from .declare.flows import load_flows
 from .declare.registry import Registry
 from .declare.steps import Step
 from .errors import ConfigError, ConveyorError, StateUnavailableError
-from .logs import setup_logging
+from .logs import keep_payloads_out, setup_logging
 from .messaging.broker import build_broker
 from .messaging.priorities import resolve_priority
 from .messaging.publisher import MessagePublisher, Publisher, new_trace_id, on_event_loop
@@ -89,6 +89,7 @@ class Runtime:
         self.tracer = Tracer(self.recorder, {step.name: next(iter(step.flows), None) for step in registry})
         if self.recorder is not None:
             install_span_logs()
+            keep_payloads_out()
         self._trace_reader: TraceStore | None = None
         middleware: list[Middleware] = [
             Priority(max_priority=config.broker.max_priority),

@@ -155,3 +155,30 @@ def test_the_schedulers_pruning_keeps_failures_longer_as_config_toml_says(tmp_pa
         scheduler = BackgroundScheduler()
         add_upkeep_jobs(scheduler, flow.runtime)
         assert "conveyor.prune-traces" in {job.id for job in scheduler.get_jobs()}
+
+
+def test_async_handlers_enqueue_as_children_of_their_request_and_run(flow):
+    answer = flow.http.post("/async-jobs", json={"id": "a1"})
+    assert answer.status_code == 202
+    flow.join()
+    trace_id = answer.headers["x-request-id"]
+    assert answer.headers["x-trace-id"] == trace_id
+    spans = flow.trace(trace_id).spans
+    request = one(spans, kind="http")
+    to_later = one(spans, kind="enqueue", step="LaterJob")
+    assert (to_later.parent_id, to_later.attrs["source"]) == (request.span_id, "http")
+    later = one(spans, kind="run", step="LaterJob")
+    to_last = one(spans, kind="enqueue", step="LastJob")
+    assert (to_last.parent_id, to_last.attrs["source"]) == (later.span_id, "step")
+    assert one(spans, kind="run", step="LastJob").parent_id == to_last.span_id
+
+
+def test_a_client_trace_id_and_a_w3c_traceparent_are_followed(flow):
+    chosen = flow.http.post("/jobs", json={"id": "c1"}, headers={"x-trace-id": "my-own-trace"})
+    assert chosen.headers["x-trace-id"] == "my-own-trace" != chosen.headers["x-request-id"]
+    parent = "4bf92f3577b34da6a3ce929d0e0e4736"
+    w3c = flow.http.post("/jobs", json={"id": "c2"}, headers={"traceparent": f"00-{parent}-00f067aa0ba902b7-01"})
+    assert w3c.headers["x-trace-id"] == w3c.headers["x-request-id"] == parent
+    flow.join()
+    assert one(flow.trace("my-own-trace").spans, kind="http").parent_id is None
+    assert one(flow.trace(parent).spans, kind="http").parent_id == "00f067aa0ba902b7"

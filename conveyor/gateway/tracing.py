@@ -4,7 +4,7 @@ The trace id is the client's ``x-trace-id`` if it sends one, else the trace id o
 ``traceparent`` header (whose span becomes the request span's parent), else the request id the
 gateway answers in ``x-request-id``: what a user pastes into the console's trace page.
 Requests to the gateway's own paths (the console, ``/_admin``, ``/metrics``, ``/health``,
-``/openapi.json``) and to no route are not traced.
+``/openapi.json``) and to no route are not traced. Every answer names its trace in ``x-trace-id``.
 """
 
 from __future__ import annotations
@@ -52,17 +52,24 @@ class RequestTracing:
         span = self.tracer.http_started(trace_id, parent_id, scope["method"], path)
         status = 500
         body = bytearray()
+        size = 0
 
         async def receive_body() -> Message:
+            nonlocal size
             message = await receive()
-            if message["type"] == "http.request" and len(body) <= PAYLOAD_PREVIEW:
-                body.extend(message.get("body", b"")[: PAYLOAD_PREVIEW + 1 - len(body)])
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if len(body) <= PAYLOAD_PREVIEW:
+                    body.extend(chunk[: PAYLOAD_PREVIEW + 1 - len(body)])
             return message
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Which trace to open in the console, whatever ids the client sent.
+                message["headers"] = [*message.get("headers", []), (b"x-trace-id", trace_id.encode("latin-1"))]
             await send(message)
 
         try:
@@ -72,4 +79,4 @@ class RequestTracing:
             route = scope.get("route")
             template = getattr(route, "path", None)
             if template is not None:
-                self.tracer.http_ended(span, status=status, route=template, body=bytes(body))
+                self.tracer.http_ended(span, status=status, route=template, body=bytes(body), size=size)

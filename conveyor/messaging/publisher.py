@@ -26,7 +26,7 @@ import dramatiq
 import dramatiq.errors
 
 from ..errors import ConfigError, PublishError
-from ..tracing.tracer import Tracer
+from ..tracing.tracer import Tracer, in_current_span
 from .async_publisher import AsyncPublisher, PublishInterrupted
 from .broker import ConveyorRabbitmqBroker, enqueue_pauses
 from .delays import delay_queue
@@ -123,7 +123,8 @@ class MessagePublisher:
             future.result()
             return future
         if on_event_loop():
-            return self.pool.submit(self.publish, topic, data, **options)
+            # In the handler's span: the pool's thread would not know what enqueued otherwise.
+            return self.pool.submit(in_current_span(self.publish), topic, data, **options)
         done: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
         done.set_result(self.publish(topic, data, **options))
         return done

@@ -23,7 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 import dramatiq
 
 from .recorder import Recorder
-from .spans import ERROR_LIMIT, TRACEBACK_LIMIT, Span, SpanEvent, cut, new_span_id, preview
+from .spans import ERROR_LIMIT, PAYLOAD_PREVIEW, TRACEBACK_LIMIT, Span, SpanEvent, cut, new_span_id, preview
 
 #: The span whose work is running in this thread or task.
 current_span: ContextVar[Span | None] = ContextVar("conveyor_span", default=None)
@@ -194,7 +194,9 @@ class Tracer:
         current_recorder.set(self.recorder)
         return span
 
-    def http_ended(self, span: Span, *, status: int, route: str | None, body: bytes | None) -> None:
+    def http_ended(
+        self, span: Span, *, status: int, route: str | None, body: bytes | None, size: int | None = None
+    ) -> None:
         """The request was answered with ``status``."""
         span.duration_ms = (time.time() - span.started_at) * 1000
         span.attrs["http_status"] = status
@@ -205,8 +207,8 @@ class Tracer:
             span.flow = self.flows.get(span.step)
         if body:
             text = body.decode("utf-8", "replace")
-            span.attrs["payload"] = cut(text, 2048)
-            span.attrs["payload_size"] = len(body)
+            span.attrs["payload"] = cut(text, PAYLOAD_PREVIEW)
+            span.attrs["payload_size"] = len(body) if size is None else size
         span.status = "error" if status >= 500 else "ok"
         if self.recorder is not None:
             self.recorder.span(span)

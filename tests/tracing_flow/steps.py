@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from conveyor import Context, Request, StateChange, cron, http, queue, state, step
+from conveyor import AsyncContext, Context, Request, StateChange, cron, http, queue, state, step
 
 
 class Job(BaseModel):
@@ -57,3 +57,26 @@ def job_failed(record: Any, ctx: Context) -> None:
 @step(name="Nightly", flows=["traced"], triggers=[cron("0 3 * * *")], enqueues=["job.started"])
 def nightly(data: Any, ctx: Context) -> None:
     ctx.enqueue("job.started", {"id": "nightly"})
+
+
+@step(
+    name="StartAsyncJob",
+    flows=["traced-async"],
+    triggers=[http("POST", "/async-jobs", body=Job)],
+    enqueues=["job.later"],
+)
+async def start_async_job(request: Request, ctx: AsyncContext) -> dict[str, Any]:
+    await ctx.enqueue("job.later", request.body)
+    return {"status": 202, "body": {"traceId": ctx.trace_id}}
+
+
+@step(name="LaterJob", flows=["traced-async"], triggers=[queue("job.later", input=Job)], enqueues=["job.last"])
+async def later_job(job: Job, ctx: AsyncContext) -> None:
+    ctx.logger.info("Later", jobId=job.id)
+    await ctx.state.set("later", job.id, {"status": "done"})
+    await ctx.enqueue("job.last", job)
+
+
+@step(name="LastJob", flows=["traced-async"], triggers=[queue("job.last", input=Job)])
+def last_job(job: Job, ctx: Context) -> None:
+    ctx.logger.info("Last", jobId=job.id)
