@@ -56,9 +56,10 @@ class _Connection:
     def run(self, statement: str, params: Sequence[Any] = ()) -> None:
         self.connection.execute(self._sql(statement), params)
 
-    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> int:
         with self.connection.cursor() as cursor:
             cursor.executemany(self._sql(statement), rows)
+            return cursor.rowcount
 
 
 class PostgresTraceStore(SqlTraceStore):
@@ -71,6 +72,8 @@ class PostgresTraceStore(SqlTraceStore):
     """
 
     like = "ILIKE"
+    least = "LEAST"
+    greatest = "GREATEST"
 
     def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 5.0) -> None:
         self.url = url

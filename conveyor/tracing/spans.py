@@ -11,7 +11,7 @@ under that enqueue, each its own bar.
 from __future__ import annotations
 
 import json
-import os
+import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,8 +38,12 @@ ERROR_LIMIT = 1024
 
 
 def new_span_id() -> str:
-    """A fresh span id: 16 hex digits, as W3C trace context wants."""
-    return os.urandom(8).hex()
+    """A fresh span id: 16 hex digits, never all zeros, as W3C trace context wants.
+
+    From ``random`` (reseeded in every forked process), not the OS: an id needs to be unique,
+    not secret, and this is on every message's path.
+    """
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 @dataclass(slots=True)

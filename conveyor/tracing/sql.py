@@ -9,6 +9,7 @@ and a span written again is counted once).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -63,7 +64,6 @@ def schema(log_id: str) -> tuple[str, ...]:
         f"CREATE INDEX IF NOT EXISTS {SPANS}_message ON {SPANS} (message_id) WHERE message_id IS NOT NULL",
         f"CREATE INDEX IF NOT EXISTS {SPANS}_step ON {SPANS} (step, started_at) WHERE step IS NOT NULL",
         f"CREATE INDEX IF NOT EXISTS {SPANS}_flow ON {SPANS} (flow) WHERE flow IS NOT NULL",
-        f"CREATE INDEX IF NOT EXISTS {SPANS}_kind ON {SPANS} (kind, started_at)",
         f"""CREATE TABLE IF NOT EXISTS {LOGS} (
             {log_id}, trace_id text NOT NULL, span_id text, at double precision NOT NULL, level text NOT NULL,
             level_no integer NOT NULL, logger text NOT NULL, message text NOT NULL, step text, fields text NOT NULL)""",
@@ -84,13 +84,32 @@ _UPSERT_SPAN = (
     + ", ".join(f"{c} = excluded.{c}" for c in _SPAN_COLUMNS.split(", ")[1:])
 )
 _INSERT_LOG = f"INSERT INTO {LOGS} ({_LOG_COLUMNS}) VALUES ({', '.join('?' * 9)})"
-_UPSERT_SUMMARY = (
+_INSERT_NEW_SPAN = (
+    f"INSERT INTO {SPANS} ({_SPAN_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (span_id) DO NOTHING"
+)
+_SET_SUMMARY = (
     f"INSERT INTO {TRACES} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) "
     "ON CONFLICT (trace_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in [*_SUMMARY_COLUMNS.split(", ")[1:], "rooted"])
 )
-#: How bad each status makes a trace.
-_WORST = {"ok": 0, "retried": 1, "failed": 2}
+
+
+def add_to_summary(least: str, greatest: str) -> str:
+    """The statement that adds a batch's summary of a trace's new spans to the summary so far, in
+    the database (``least``/``greatest``: the backend's two-argument min and max)."""
+    t, x = TRACES, "excluded"
+    return (
+        f"INSERT INTO {t} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) "
+        f"ON CONFLICT (trace_id) DO UPDATE SET "
+        f"name = CASE WHEN {t}.rooted = 1 THEN {t}.name WHEN {x}.rooted = 1 THEN {x}.name "
+        f"WHEN {x}.started_at < {t}.started_at THEN {x}.name ELSE {t}.name END, "
+        f"rooted = {greatest}({t}.rooted, {x}.rooted), "
+        f"started_at = {least}({t}.started_at, {x}.started_at), "
+        f"ended_at = {greatest}({t}.ended_at, {x}.ended_at), "
+        f"spans = {t}.spans + {x}.spans, errors = {t}.errors + {x}.errors, "
+        f"status = CASE WHEN 'failed' IN ({t}.status, {x}.status) THEN 'failed' "
+        f"WHEN 'retried' IN ({t}.status, {x}.status) THEN 'retried' ELSE 'ok' END"
+    )
 
 
 #: One encoder for every row (``json.dumps`` with options builds a new one per call).
@@ -182,9 +201,8 @@ def summarise(trace_id: str, rows: list[Sequence[Any]]) -> tuple[Any, ...]:
     return (trace_id, name, rows[0][3], ended, len(rows), errors, status, int(bool(root)))
 
 
-def merged(trace_id: str, current: Sequence[Any] | None, spans: list[Span]) -> tuple[Any, ...]:
-    """The summary row of a trace from its summary so far (``current``: its columns and ``rooted``)
-    and spans new to it, without reading the spans it had."""
+def summed_up(trace_id: str, spans: list[Span]) -> tuple[Any, ...]:
+    """The summary row of ``spans``, all of one trace (and ``rooted``: whether one of them has no parent)."""
     first = root = None
     ended, errors, failed = 0.0, 0, False
     for span in spans:
@@ -199,17 +217,7 @@ def merged(trace_id: str, current: Sequence[Any] | None, spans: list[Span]) -> t
             failed = True
     assert first is not None
     status = "failed" if failed else "retried" if errors else "ok"
-    if current is None:
-        name = (root or first).name
-        return (trace_id, name, first.started_at, ended, len(spans), errors, status, int(root is not None))
-    _, name, started, was_ended, count, was_errors, was_status, rooted = current
-    if not rooted and root is not None:
-        name, rooted = root.name, 1
-    elif not rooted and first.started_at < started:
-        name = first.name
-    worst = max(was_status, status, key=lambda s: _WORST.get(s, 0))
-    return (trace_id, name, min(started, first.started_at), max(was_ended, ended), count + len(spans),
-            was_errors + errors, worst, rooted)  # fmt: skip
+    return (trace_id, (root or first).name, first.started_at, ended, len(spans), errors, status, int(root is not None))
 
 
 def like_pattern(text: str) -> str:
@@ -246,7 +254,9 @@ class Runner(Protocol):
 
     def run(self, statement: str, params: Sequence[Any] = ()) -> None: ...
 
-    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run ``statement`` once per row; returns how many rows it changed in all."""
+        ...
 
 
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -257,8 +267,10 @@ def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
 class SqlTraceStore(ABC):
     """The :class:`~conveyor.tracing.queries.TraceStore` over SQL; a backend supplies connections."""
 
-    #: The case-insensitive LIKE of the backend.
+    #: The case-insensitive LIKE of the backend, and its two-argument min and max.
     like = "LIKE"
+    least = "min"
+    greatest = "max"
 
     @abstractmethod
     def _reading(self) -> AbstractContextManager[Runner]:
@@ -283,8 +295,8 @@ class SqlTraceStore(ABC):
     def write(self, spans: list[Span], logs: list[LogLine]) -> None:
         """Keep ``spans`` and ``logs`` in one transaction; a span id written again replaces its row.
 
-        A trace's summary is brought up to date from the batch's new spans and the summary so
-        far; only a trace one of whose spans was written again is summed up from all its spans.
+        A batch of new spans adds its own sums to each trace's summary, in the database; a
+        batch that writes a span again sums its traces up again from all their spans.
         """
         latest = {span.span_id: span for span in spans}  # the last of a span id in the batch wins
         if not latest and not logs:
@@ -293,29 +305,26 @@ class SqlTraceStore(ABC):
         trace_ids = sorted({span.trace_id for span in latest.values()})
         with self._writing() as db:
             self._lock_traces(db, trace_ids)
-            again = self._rows_in(db, f"SELECT span_id FROM {SPANS} WHERE ", "span_id", span_ids)
-            if latest:
-                db.run_many(_UPSERT_SPAN, [span_row(latest[key]) for key in span_ids])
+            rows = [span_row(latest[key]) for key in span_ids]
+            added = db.run_many(_INSERT_NEW_SPAN, rows) if rows else 0
             if logs:
                 db.run_many(_INSERT_LOG, [log_row(line) for line in logs])
-            redo = sorted({latest[row[0]].trace_id for row in again})
-            fresh: dict[str, list[Span]] = {}
-            for span in latest.values():
-                fresh.setdefault(span.trace_id, []).append(span)
-            for trace_id in redo:
-                del fresh[trace_id]
-            current = {
-                row[0]: row
-                for row in self._rows_in(
-                    db, f"SELECT {_SUMMARY_COLUMNS}, rooted FROM {TRACES} WHERE ", "trace_id", sorted(fresh)
-                )
-            }
-            summaries = [merged(t, current.get(t), fresh[t]) for t in sorted(fresh)]
+            if added == len(rows):
+                fresh: dict[str, list[Span]] = {}
+                for span in latest.values():
+                    fresh.setdefault(span.trace_id, []).append(span)
+                db.run_many(self._add_to_summary, [summed_up(t, fresh[t]) for t in trace_ids])
+                return
+            # Some were there already: replace them, and sum those traces up from every span they have.
+            db.run_many(_UPSERT_SPAN, rows)
             by_trace: dict[str, list[Sequence[Any]]] = {}
-            for row in self._rows_in(db, f"SELECT {_FOR_SUMMARY} FROM {SPANS} WHERE ", "trace_id", redo):
+            for row in self._rows_in(db, f"SELECT {_FOR_SUMMARY} FROM {SPANS} WHERE ", "trace_id", trace_ids):
                 by_trace.setdefault(row[0], []).append(row)
-            summaries += [summarise(t, by_trace[t]) for t in redo if t in by_trace]
-            db.run_many(_UPSERT_SUMMARY, summaries)
+            db.run_many(_SET_SUMMARY, [summarise(t, by_trace[t]) for t in trace_ids if t in by_trace])
+
+    @functools.cached_property
+    def _add_to_summary(self) -> str:
+        return add_to_summary(self.least, self.greatest)
 
     def _rows_in(self, db: Runner, select: str, column: str, values: Sequence[str]) -> list[tuple[Any, ...]]:
         """``select`` (ending in ``WHERE``) for rows whose ``column`` is one of ``values``, a chunk at a time."""

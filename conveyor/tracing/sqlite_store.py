@@ -34,8 +34,8 @@ class _Connection:
     def run(self, statement: str, params: Sequence[Any] = ()) -> None:
         self.connection.execute(statement, params)
 
-    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.connection.executemany(statement, rows)
+    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> int:
+        return self.connection.executemany(statement, rows).rowcount
 
 
 class SqliteTraceStore(SqlTraceStore):

@@ -129,22 +129,23 @@ class Tracer:
     def run_started(self, message: Any) -> Span:
         """A worker took ``message``: its run span (one per attempt), now current."""
         now = time.time()
+        message = getattr(message, "_message", message)  # the message behind a worker's proxy
         options = message.options
         due_ms = options.get("eta") or message.message_timestamp
-        step = message.actor_name
+        step, queue = message.actor_name, message.queue_name
         span = Span(
-            trace_id=_trace_of(message),
+            trace_id=options.get("trace_id") or message.message_id,
             span_id=new_span_id(),
             parent_id=options.get("span_id"),
             kind="run",
-            name=f"process {message.queue_name}",
+            name=f"process {queue}",
             started_at=now,
             step=step,
             flow=self.flows.get(step),
             message_id=message.message_id,
             attempt=options.get("retries", 0) + 1,
             queue_delay_ms=max(0.0, now * 1000 - due_ms) if due_ms else None,
-            attrs={"queue": message.queue_name},
+            attrs={"queue": queue},
         )
         if "span_id" not in options:
             # Sent from outside Conveyor's publisher: no enqueue span holds the payload.
