@@ -27,7 +27,7 @@ from .errors import ConfigError, ConveyorError, StateUnavailableError
 from .logs import keep_payloads_out, setup_logging
 from .messaging.broker import build_broker
 from .messaging.priorities import resolve_priority
-from .messaging.publisher import MessagePublisher, Publisher, new_trace_id, on_event_loop
+from .messaging.publisher import MessagePublisher, Publisher, on_event_loop
 from .messaging.queues import declare_queues
 from .metrics import MetricsSink, prepare_metrics_dir
 from .settings import StepSettings
@@ -37,6 +37,7 @@ from .tracing.logs import install as install_span_logs
 from .tracing.otlp import OtlpSink, otlp_sink
 from .tracing.queries import TraceStore
 from .tracing.recorder import Recorder, SpanSink
+from .tracing.spans import new_trace_id
 from .tracing.stores import open_trace_store
 from .tracing.tracer import Tracer, enqueue_source
 from .worker.actors import declare_actor, queue_name

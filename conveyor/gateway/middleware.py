@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..tracing.spans import new_trace_id
 from ..tracing.w3c import parse_traceparent
 
 logger = logging.getLogger("conveyor.gateway")
@@ -42,7 +42,7 @@ class GatewayMiddleware:
 
         headers = dict(scope["headers"])
         request_id = (
-            headers.get(b"x-request-id", b"").decode("latin-1")[:64] or _trace_parent(headers) or uuid.uuid4().hex
+            headers.get(b"x-request-id", b"").decode("latin-1")[:64] or _trace_parent(headers) or new_trace_id()
         )
         scope.setdefault("state", {})["request_id"] = request_id
         started = False

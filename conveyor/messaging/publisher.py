@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -26,6 +25,7 @@ import dramatiq
 import dramatiq.errors
 
 from ..errors import ConfigError, PublishError
+from ..tracing.spans import new_trace_id
 from ..tracing.tracer import Tracer, in_current_span
 from .async_publisher import AsyncPublisher, PublishInterrupted
 from .broker import ConveyorRabbitmqBroker, enqueue_pauses
@@ -54,11 +54,6 @@ class Publisher(Protocol):
     ) -> PendingPublish:
         """Start sending ``data`` to every step subscribed to ``topic``."""
         ...
-
-
-def new_trace_id() -> str:
-    """A fresh trace id (32 hex digits)."""
-    return uuid.uuid4().hex
 
 
 def on_event_loop() -> bool:

