@@ -12,8 +12,6 @@ Each process makes its own pool on first use (after any fork), sized to its thre
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -24,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import StateConflictError, StateUnavailableError
+from ..process_pool import ProcessPool
 from .base import StateStore
 
 _SCHEMA = (
@@ -71,10 +70,6 @@ DOWN_TIMEOUT = 1.0
 
 #: A transaction left open this long by a frozen process is ended by the server, freeing its locks.
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
-
-#: Pools a child process inherited through fork: kept and never closed, since closing them
-#: would end the parent's sessions on the server.
-_inherited: list[object] = []
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -159,9 +154,7 @@ class PostgresStateStore(StateStore):
         self.url = url
         self.pool_size = pool_size
         self.timeout = timeout
-        self._guard = threading.Lock()
-        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self._pool_pid = 0
+        self._pools = ProcessPool(self._new_pool)
         self._statements: dict[str, str] = {}
         self._schema_ready = False
         #: Set when a connection could not be had, until one can: calls then wait DOWN_TIMEOUT at most.
@@ -176,9 +169,8 @@ class PostgresStateStore(StateStore):
     def resize(self, pool_size: int) -> None:
         """Set how many connections this process may hold (before its first call)."""
         self.pool_size = pool_size
-        with self._guard:
-            if self._pool is not None and self._pool_pid == os.getpid():
-                self._pool.resize(1, pool_size)
+        if (pool := self._pools.current()) is not None:
+            pool.resize(1, pool_size)
 
     def check(self) -> None:
         """Connect once (not through the pool) and make the tables; raise :class:`StateUnavailableError` if not."""
@@ -199,10 +191,7 @@ class PostgresStateStore(StateStore):
             self._pool_here().putconn(session.connection)
 
     def close(self) -> None:
-        with self._guard:
-            pool, self._pool = self._pool, None
-        if pool is not None and self._pool_pid == os.getpid():
-            pool.close()
+        self._pools.close()
 
     # -- connections -------------------------------------------------------------------------
 
@@ -213,30 +202,22 @@ class PostgresStateStore(StateStore):
         return converted
 
     def _pool_here(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        pool = self._pool
-        if pool is not None and self._pool_pid == os.getpid():
-            return pool
-        with self._guard:
-            if self._pool is not None and self._pool_pid == os.getpid():
-                return self._pool
-            if self._pool is not None:
-                _inherited.append(self._pool)
-            pool = ConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self.pool_size,
-                kwargs={
-                    "autocommit": True,  # transactions are opened by hand, so reads need none
-                    "connect_timeout": max(1, int(self.timeout)),
-                    "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}",
-                },
-                open=False,
-                timeout=self.timeout,
-                name="conveyor-state",
-            )
-            pool.open(wait=False)
-            self._pool, self._pool_pid = pool, os.getpid()
-            return pool
+        return self._pools.get()
+
+    def _new_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        return ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs={
+                "autocommit": True,  # transactions are opened by hand, so reads need none
+                "connect_timeout": max(1, int(self.timeout)),
+                "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}",
+            },
+            open=False,
+            timeout=self.timeout,
+            name="conveyor-state",
+        )
 
     def _connection(self, timeout: float | None = None) -> psycopg.Connection[Any]:
         pool = self._pool_here()

@@ -11,8 +11,6 @@ pool on its first call, after any fork.
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,13 +20,12 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import StateUnavailableError
+from ..process_pool import ProcessPool
 from .sql import SCHEMA_VERSION, Runner, SqlTraceStore, schema
 
 VERSION_TABLE = "conveyor_trace_schema"
 #: Serialises the schema's creation across processes ("ctrc").
 _SCHEMA_LOCK = 0x63747263
-#: Pools a forked child inherited: never closed there, since that would end the parent's sessions.
-_inherited: list[object] = []
 #: Statements with ``?`` placeholders, as psycopg takes them.
 _converted: dict[str, str] = {}
 
@@ -79,9 +76,7 @@ class PostgresTraceStore(SqlTraceStore):
         self.url = url
         self.pool_size = pool_size
         self.timeout = timeout
-        self._guard = threading.Lock()
-        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self._pool_pid = 0
+        self._pools = ProcessPool(self._new_pool)
         self._schema_ready = False
 
     def describe(self) -> str:
@@ -92,33 +87,21 @@ class PostgresTraceStore(SqlTraceStore):
 
     def close(self) -> None:
         """Close this process's pool."""
-        with self._guard:
-            pool, self._pool = self._pool, None
-        if pool is not None and self._pool_pid == os.getpid():
-            pool.close()
+        self._pools.close()
 
     def _pool_here(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        pool = self._pool
-        if pool is not None and self._pool_pid == os.getpid():
-            return pool
-        with self._guard:
-            if self._pool is not None and self._pool_pid == os.getpid():
-                return self._pool
-            if self._pool is not None:
-                _inherited.append(self._pool)
-                self._schema_ready = False
-            pool = ConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self.pool_size,
-                kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
-                open=False,
-                timeout=self.timeout,
-                name="conveyor-traces",
-            )
-            pool.open(wait=False)
-            self._pool, self._pool_pid = pool, os.getpid()
-            return pool
+        return self._pools.get()
+
+    def _new_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        return ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+            open=False,
+            timeout=self.timeout,
+            name="conveyor-traces",
+        )
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
