@@ -55,12 +55,12 @@ def schema(log_id: str) -> tuple[str, ...]:
     """The DDL of both backends (SQLite reads ``double precision`` as REAL); ``log_id`` is the logs' key column."""
     return (
         f"""CREATE TABLE IF NOT EXISTS {SPANS} (
-            span_id text PRIMARY KEY, trace_id text NOT NULL, parent_id text, kind text NOT NULL,
+            span_id text NOT NULL, trace_id text NOT NULL, parent_id text, kind text NOT NULL,
             name text NOT NULL, started_at double precision NOT NULL, duration_ms double precision NOT NULL,
             status text NOT NULL, step text, flow text, message_id text, attempt integer,
             queue_delay_ms double precision, error_type text, error text, traceback text, http_status integer,
-            payload text, attrs text NOT NULL, events text NOT NULL)""",
-        f"CREATE INDEX IF NOT EXISTS {SPANS}_trace ON {SPANS} (trace_id)",
+            payload text, attrs text NOT NULL, events text NOT NULL,
+            PRIMARY KEY (trace_id, span_id))""",
         f"CREATE INDEX IF NOT EXISTS {SPANS}_message ON {SPANS} (message_id) WHERE message_id IS NOT NULL",
         f"CREATE INDEX IF NOT EXISTS {SPANS}_step ON {SPANS} (step, started_at) WHERE step IS NOT NULL",
         f"CREATE INDEX IF NOT EXISTS {SPANS}_flow ON {SPANS} (flow) WHERE flow IS NOT NULL",
@@ -80,18 +80,34 @@ def schema(log_id: str) -> tuple[str, ...]:
 
 
 _UPSERT_SPAN = (
-    f"INSERT INTO {SPANS} ({_SPAN_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (span_id) DO UPDATE SET "
+    f"INSERT INTO {SPANS} ({_SPAN_COLUMNS}) VALUES ({', '.join('?' * 20)}) "
+    "ON CONFLICT (trace_id, span_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _SPAN_COLUMNS.split(", ")[1:])
 )
 _INSERT_LOG = f"INSERT INTO {LOGS} ({_LOG_COLUMNS}) VALUES ({', '.join('?' * 9)})"
 _INSERT_NEW_SPAN = (
-    f"INSERT INTO {SPANS} ({_SPAN_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (span_id) DO NOTHING"
+    f"INSERT INTO {SPANS} ({_SPAN_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (trace_id, span_id) DO NOTHING"
 )
 _SET_SUMMARY = (
     f"INSERT INTO {TRACES} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) "
     "ON CONFLICT (trace_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in [*_SUMMARY_COLUMNS.split(", ")[1:], "rooted"])
 )
+
+
+_ENSURE_SUMMARY = (
+    f"INSERT INTO {TRACES} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) ON CONFLICT (trace_id) DO NOTHING"
+)
+
+
+def _tells(spans: list[Span]) -> bool:
+    """Do these new spans of a trace change its row: one starts the trace, or one failed?"""
+    return any(
+        span.parent_id is None
+        or span.status in ("error", "dead")
+        or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500)
+        for span in spans
+    )
 
 
 def add_to_summary(least: str, greatest: str) -> str:
@@ -173,20 +189,18 @@ def log_from_row(row: Sequence[Any]) -> LogLine:
     return LogLine(row[0], row[1], row[2], row[3], row[5], row[6], row[7], json.loads(row[8]))
 
 
-def summary_from_row(row: Sequence[Any], steps: list[str], flows: list[str]) -> TraceSummary:
-    return TraceSummary(row[0], row[1], row[2], row[3], row[4], row[5], row[6], steps, flows)
+#: What :func:`summary_of` reads of each span.
+_FOR_LIST = "trace_id, step, flow, started_at, duration_ms, status"
 
 
-def steps_and_flows(rows: Sequence[Sequence[Any]]) -> dict[str, tuple[list[str], list[str]]]:
-    """Each trace's steps and flows, in the order they first appear, from ``(trace_id, step, flow)`` rows."""
-    found: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
-    for trace_id, step, flow in rows:
-        steps, flows = found.setdefault(trace_id, ({}, {}))
-        if step:
-            steps[step] = None
-        if flow:
-            flows[flow] = None
-    return {trace_id: (list(steps), list(flows)) for trace_id, (steps, flows) in found.items()}
+def summary_of(row: Sequence[Any], spans: Sequence[Sequence[Any]]) -> TraceSummary:
+    """A trace's summary: its row (name, start, status) and, counted from its spans' :data:`_FOR_LIST`
+    columns, how many it has, its errors, its end, its steps and flows (in the order they first ran)."""
+    ended = max([row[3], *(span[3] + span[4] / 1000 for span in spans)])
+    errors = sum(1 for span in spans if span[5] in ("error", "dead"))
+    steps = list(dict.fromkeys(span[1] for span in sorted(spans, key=lambda span: span[3]) if span[1]))
+    flows = list(dict.fromkeys(span[2] for span in sorted(spans, key=lambda span: span[3]) if span[2]))
+    return TraceSummary(row[0], row[1], row[2], ended, len(spans) or row[4], errors, row[6], steps, flows)
 
 
 def summarise(trace_id: str, rows: list[Sequence[Any]]) -> tuple[Any, ...]:
@@ -301,7 +315,8 @@ class SqlTraceStore(ABC):
         latest = {span.span_id: span for span in spans}  # the last of a span id in the batch wins
         if not latest and not logs:
             return
-        span_ids = sorted(latest)
+        # Keyed by trace first: trace ids sort by time, so the rows land together at the index's end.
+        span_ids = sorted(latest, key=lambda key: (latest[key].trace_id, key))
         trace_ids = sorted({span.trace_id for span in latest.values()})
         with self._writing() as db:
             self._lock_traces(db, trace_ids)
@@ -313,7 +328,14 @@ class SqlTraceStore(ABC):
                 fresh: dict[str, list[Span]] = {}
                 for span in latest.values():
                     fresh.setdefault(span.trace_id, []).append(span)
-                db.run_many(self._add_to_summary, [summed_up(t, fresh[t]) for t in trace_ids])
+                # Most spans (a run that went well) change nothing a trace's row keeps: they only make
+                # sure it has one. Its span count and end are read with its spans (summary_of).
+                telling = [t for t in trace_ids if _tells(fresh[t])]
+                quiet = [t for t in trace_ids if not _tells(fresh[t])]
+                if telling:
+                    db.run_many(self._add_to_summary, [summed_up(t, fresh[t]) for t in telling])
+                if quiet:
+                    db.run_many(_ENSURE_SUMMARY, [summed_up(t, fresh[t]) for t in quiet])
                 return
             # Some were there already: replace them, and sum those traces up from every span they have.
             db.run_many(_UPSERT_SPAN, rows)
@@ -385,10 +407,10 @@ class SqlTraceStore(ABC):
                 "LIMIT ? OFFSET ?",
                 [*params, query.per_page, offset],
             )
-            found = steps_and_flows(
-                self._rows_in(db, f"SELECT trace_id, step, flow FROM {SPANS} WHERE ", "trace_id", [r[0] for r in rows])
-            )
-        page = [summary_from_row(row, *found.get(row[0], ([], []))) for row in rows]
+            of_trace: dict[str, list[tuple[Any, ...]]] = {}
+            for span in self._rows_in(db, f"SELECT {_FOR_LIST} FROM {SPANS} WHERE ", "trace_id", [r[0] for r in rows]):
+                of_trace.setdefault(span[0], []).append(span)
+        page = [summary_of(row, of_trace.get(row[0], [])) for row in rows]
         return TracePage(page, int(total), query.page, query.per_page)
 
     def _trace_filter(self, query: TraceQuery) -> tuple[list[str], list[Any]]:
@@ -407,7 +429,12 @@ class SqlTraceStore(ABC):
         if query.until is not None:
             where("started_at <= ?", query.until)
         if query.min_duration_ms is not None:
-            where("(ended_at - started_at) * 1000 >= ?", query.min_duration_ms)
+            # From the spans: a trace's row keeps its end only as of the last span that changed it.
+            where(
+                f"(SELECT max(s.started_at + s.duration_ms / 1000.0) FROM {SPANS} s "
+                f"WHERE s.trace_id = {TRACES}.trace_id) - started_at >= ?",
+                query.min_duration_ms / 1000,
+            )
         if query.trace_id is not None:
             where("trace_id = ?", query.trace_id)
         if query.step is not None:
@@ -433,8 +460,8 @@ class SqlTraceStore(ABC):
             )
             logs = db.rows(f"SELECT {_LOG_COLUMNS} FROM {LOGS} WHERE trace_id = ? ORDER BY at, id", (trace_id,))
         found = [span_from_row(r) for r in spans]
-        steps, flows = steps_and_flows([(s.trace_id, s.step, s.flow) for s in found]).get(trace_id, ([], []))
-        return TraceDetail(summary_from_row(summary[0], steps, flows), found, [log_from_row(r) for r in logs])
+        listed = [(s.trace_id, s.step, s.flow, s.started_at, s.duration_ms, s.status) for s in found]
+        return TraceDetail(summary_of(summary[0], listed), found, [log_from_row(r) for r in logs])
 
     def spans_of_message(self, message_id: str) -> list[Span]:
         """The spans (enqueue and every run) of one message, by start time."""
