@@ -21,7 +21,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import StateUnavailableError
 from ..process_pool import ProcessPool
-from .sql import SCHEMA_VERSION, Runner, SqlTraceStore, schema
+from .schema import SCHEMA_VERSION, schema
+from .sql import Runner, SqlTraceStore
 
 VERSION_TABLE = "conveyor_trace_schema"
 #: Serialises the schema's creation across processes ("ctrc").

@@ -1,264 +1,50 @@
-"""What the SQLite and PostgreSQL trace stores share: the tables, rows to and from spans, the
-summary of a trace, and the queries (built once, with ``?`` placeholders).
+"""The trace store over SQL, whatever the backend: writes in batches, reads with server-side filters.
 
-Three tables: ``conveyor_trace_spans`` (one row per span id), ``conveyor_trace_logs`` and
-``conveyor_trace_traces``, a summary row per trace that :meth:`SqlTraceStore.write` recomputes
-from the spans of the traces a batch touched (so listing traces never groups the span table,
-and a span written again is counted once).
+A backend (:mod:`.sqlite_store`, :mod:`.postgres_store`) gives connections; the tables and
+statements are in :mod:`.schema`, the rows and summaries in :mod:`.rows`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from .queries import (
-    MAX_PAGE,
-    MAX_PER_PAGE,
-    TRACE_STATUSES,
-    LogQuery,
-    StepCounts,
-    TraceDetail,
-    TracePage,
-    TraceQuery,
-    TraceSummary,
+from .queries import MAX_PER_PAGE, LogQuery, StepCounts, TraceDetail, TracePage, TraceQuery
+from .rows import (
+    check_log_query,
+    check_trace_query,
+    like_pattern,
+    log_from_row,
+    log_row,
+    span_from_row,
+    span_row,
+    summarise,
+    summary_of,
+    summed_up,
+    tells,
 )
-from .spans import LogLine, Span, SpanEvent
-
-SPANS = "conveyor_trace_spans"
-LOGS = "conveyor_trace_logs"
-TRACES = "conveyor_trace_traces"
-#: The version :func:`schema` makes; bump it with every change there.
-SCHEMA_VERSION = 1
-
-_SPAN_COLUMNS = (
-    "span_id, trace_id, parent_id, kind, name, started_at, duration_ms, status, step, flow, message_id, attempt, "
-    "queue_delay_ms, error_type, error, traceback, http_status, payload, attrs, events"
+from .schema import (
+    CHUNK,
+    ENSURE_SUMMARY,
+    FOR_LIST,
+    FOR_SUMMARY,
+    INSERT_LOG,
+    INSERT_NEW_SPAN,
+    LEVELS,
+    LOG_COLUMNS,
+    LOGS,
+    SET_SUMMARY,
+    SPAN_COLUMNS,
+    SPANS,
+    SUMMARY_COLUMNS,
+    TRACES,
+    UPSERT_SPAN,
+    add_to_summary,
 )
-_LOG_COLUMNS = "trace_id, span_id, at, level, level_no, logger, message, step, fields"
-_SUMMARY_COLUMNS = "trace_id, name, started_at, ended_at, spans, errors, status"
-#: What a summary is computed from, per span.
-_FOR_SUMMARY = "trace_id, parent_id, name, started_at, duration_ms, status, kind, http_status, step, flow"
-
-#: Numbers of the log levels, for "this level and above".
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
-#: Trace ids per statement in deletes and summary reads.
-CHUNK = 500
-
-
-def schema(log_id: str) -> tuple[str, ...]:
-    """The DDL of both backends (SQLite reads ``double precision`` as REAL); ``log_id`` is the logs' key column."""
-    return (
-        f"""CREATE TABLE IF NOT EXISTS {SPANS} (
-            span_id text NOT NULL, trace_id text NOT NULL, parent_id text, kind text NOT NULL,
-            name text NOT NULL, started_at double precision NOT NULL, duration_ms double precision NOT NULL,
-            status text NOT NULL, step text, flow text, message_id text, attempt integer,
-            queue_delay_ms double precision, error_type text, error text, traceback text, http_status integer,
-            payload text, attrs text NOT NULL, events text NOT NULL,
-            PRIMARY KEY (trace_id, span_id))""",
-        f"CREATE INDEX IF NOT EXISTS {SPANS}_message ON {SPANS} (message_id) WHERE message_id IS NOT NULL",
-        f"CREATE INDEX IF NOT EXISTS {SPANS}_step ON {SPANS} (step, started_at) WHERE step IS NOT NULL",
-        f"CREATE INDEX IF NOT EXISTS {SPANS}_flow ON {SPANS} (flow) WHERE flow IS NOT NULL",
-        f"""CREATE TABLE IF NOT EXISTS {LOGS} (
-            {log_id}, trace_id text NOT NULL, span_id text, at double precision NOT NULL, level text NOT NULL,
-            level_no integer NOT NULL, logger text NOT NULL, message text NOT NULL, step text, fields text NOT NULL)""",
-        f"CREATE INDEX IF NOT EXISTS {LOGS}_trace ON {LOGS} (trace_id, at)",
-        f"CREATE INDEX IF NOT EXISTS {LOGS}_at ON {LOGS} (at)",
-        f"""CREATE TABLE IF NOT EXISTS {TRACES} (
-            trace_id text PRIMARY KEY, name text NOT NULL, started_at double precision NOT NULL,
-            ended_at double precision NOT NULL, spans integer NOT NULL, errors integer NOT NULL,
-            status text NOT NULL, rooted integer NOT NULL DEFAULT 0)""",
-        f"CREATE INDEX IF NOT EXISTS {TRACES}_start ON {TRACES} (started_at)",
-        f"CREATE INDEX IF NOT EXISTS {TRACES}_status ON {TRACES} (status, started_at)",
-        f"CREATE INDEX IF NOT EXISTS {TRACES}_end ON {TRACES} (ended_at)",
-    )
-
-
-_UPSERT_SPAN = (
-    f"INSERT INTO {SPANS} ({_SPAN_COLUMNS}) VALUES ({', '.join('?' * 20)}) "
-    "ON CONFLICT (trace_id, span_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _SPAN_COLUMNS.split(", ")[1:])
-)
-_INSERT_LOG = f"INSERT INTO {LOGS} ({_LOG_COLUMNS}) VALUES ({', '.join('?' * 9)})"
-_INSERT_NEW_SPAN = (
-    f"INSERT INTO {SPANS} ({_SPAN_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (trace_id, span_id) DO NOTHING"
-)
-_SET_SUMMARY = (
-    f"INSERT INTO {TRACES} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) "
-    "ON CONFLICT (trace_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in [*_SUMMARY_COLUMNS.split(", ")[1:], "rooted"])
-)
-
-
-_ENSURE_SUMMARY = (
-    f"INSERT INTO {TRACES} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) ON CONFLICT (trace_id) DO NOTHING"
-)
-
-
-def _tells(spans: list[Span]) -> bool:
-    """Do these new spans of a trace change its row: one starts the trace, or one failed?"""
-    return any(
-        span.parent_id is None
-        or span.status in ("error", "dead")
-        or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500)
-        for span in spans
-    )
-
-
-def add_to_summary(least: str, greatest: str) -> str:
-    """The statement that adds a batch's summary of a trace's new spans to the summary so far, in
-    the database (``least``/``greatest``: the backend's two-argument min and max)."""
-    t, x = TRACES, "excluded"
-    return (
-        f"INSERT INTO {t} ({_SUMMARY_COLUMNS}, rooted) VALUES ({', '.join('?' * 8)}) "
-        f"ON CONFLICT (trace_id) DO UPDATE SET "
-        f"name = CASE WHEN {t}.rooted = 1 THEN {t}.name WHEN {x}.rooted = 1 THEN {x}.name "
-        f"WHEN {x}.started_at < {t}.started_at THEN {x}.name ELSE {t}.name END, "
-        f"rooted = {greatest}({t}.rooted, {x}.rooted), "
-        f"started_at = {least}({t}.started_at, {x}.started_at), "
-        f"ended_at = {greatest}({t}.ended_at, {x}.ended_at), "
-        f"spans = {t}.spans + {x}.spans, errors = {t}.errors + {x}.errors, "
-        f"status = CASE WHEN 'failed' IN ({t}.status, {x}.status) THEN 'failed' "
-        f"WHEN 'retried' IN ({t}.status, {x}.status) THEN 'retried' ELSE 'ok' END"
-    )
-
-
-#: One encoder for every row (``json.dumps`` with options builds a new one per call).
-_encoder = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":"))
-
-
-def _json(value: Any) -> str:
-    return _encoder.encode(value) if value else ("{}" if isinstance(value, dict) else "[]")
-
-
-def _text(value: str | None) -> str | None:
-    # PostgreSQL's text refuses NUL; an exception's message may hold one.
-    return None if value is None else value.replace("\x00", "\\x00")
-
-
-def span_row(span: Span) -> tuple[Any, ...]:
-    """The row of ``span``; its payload preview gets a column of its own (the text filter reads it)."""
-    attrs = dict(span.attrs)
-    payload = attrs.pop("payload", None)
-    if payload is not None and not isinstance(payload, str):
-        attrs["payload"], payload = payload, None
-    status = attrs.get("http_status")
-    http_status = int(status) if span.kind == "http" and isinstance(status, int | float) else None
-    return (
-        span.span_id, span.trace_id, span.parent_id, span.kind, _text(span.name), span.started_at, span.duration_ms,
-        span.status, span.step, span.flow, span.message_id, span.attempt, span.queue_delay_ms, span.error_type,
-        _text(span.error), _text(span.traceback), http_status, _text(payload), _json(attrs),
-        _json([event.to_json() for event in span.events]),
-    )  # fmt: skip
-
-
-def span_from_row(row: Sequence[Any]) -> Span:
-    attrs: dict[str, Any] = json.loads(row[18])
-    if row[17] is not None:
-        attrs["payload"] = row[17]
-    return Span(
-        span_id=row[0], trace_id=row[1], parent_id=row[2], kind=row[3], name=row[4], started_at=row[5],
-        duration_ms=row[6], status=row[7], step=row[8], flow=row[9], message_id=row[10], attempt=row[11],
-        queue_delay_ms=row[12], error_type=row[13], error=row[14], traceback=row[15], attrs=attrs,
-        events=[SpanEvent(e["name"], e["at"], e.get("attrs", {})) for e in json.loads(row[19])],
-    )  # fmt: skip
-
-
-def level_number(level: str) -> int:
-    """A level name's number (``WARNING`` is 30); a name logging does not know counts as 0."""
-    number = LEVELS.get(level.upper())
-    if number is None:
-        known = logging.getLevelName(level.upper())
-        number = known if isinstance(known, int) else 0
-    return number
-
-
-def log_row(line: LogLine) -> tuple[Any, ...]:
-    return (
-        line.trace_id, line.span_id, line.at, line.level, level_number(line.level), line.logger,
-        _text(line.message), line.step, _json(line.fields),
-    )  # fmt: skip
-
-
-def log_from_row(row: Sequence[Any]) -> LogLine:
-    return LogLine(row[0], row[1], row[2], row[3], row[5], row[6], row[7], json.loads(row[8]))
-
-
-#: What :func:`summary_of` reads of each span.
-_FOR_LIST = "trace_id, step, flow, started_at, duration_ms, status"
-
-
-def summary_of(row: Sequence[Any], spans: Sequence[Sequence[Any]]) -> TraceSummary:
-    """A trace's summary: its row (name, start, status) and, counted from its spans' :data:`_FOR_LIST`
-    columns, how many it has, its errors, its end, its steps and flows (in the order they first ran)."""
-    ended = max([row[3], *(span[3] + span[4] / 1000 for span in spans)])
-    errors = sum(1 for span in spans if span[5] in ("error", "dead"))
-    steps = list(dict.fromkeys(span[1] for span in sorted(spans, key=lambda span: span[3]) if span[1]))
-    flows = list(dict.fromkeys(span[2] for span in sorted(spans, key=lambda span: span[3]) if span[2]))
-    return TraceSummary(row[0], row[1], row[2], ended, len(spans) or row[4], errors, row[6], steps, flows)
-
-
-def summarise(trace_id: str, rows: list[Sequence[Any]]) -> tuple[Any, ...]:
-    """The summary row of a trace from its spans' :data:`_FOR_SUMMARY` columns (every span it has)."""
-    rows = sorted(rows, key=lambda r: r[3])
-    failed = any(r[5] == "dead" or (r[6] == "http" and r[7] is not None and r[7] >= 500) for r in rows)
-    status = "failed" if failed else "retried" if any(r[5] == "error" for r in rows) else "ok"
-    root = next((r for r in rows if r[1] is None), None)
-    ended = max(r[3] + r[4] / 1000 for r in rows)
-    errors = sum(1 for r in rows if r[5] in ("error", "dead"))
-    name = (root or rows[0])[2]
-    return (trace_id, name, rows[0][3], ended, len(rows), errors, status, int(bool(root)))
-
-
-def summed_up(trace_id: str, spans: list[Span]) -> tuple[Any, ...]:
-    """The summary row of ``spans``, all of one trace (and ``rooted``: whether one of them has no parent)."""
-    first = root = None
-    ended, errors, failed = 0.0, 0, False
-    for span in spans:
-        if first is None or span.started_at < first.started_at:
-            first = span
-        if root is None and span.parent_id is None:
-            root = span
-        ended = max(ended, span.ended_at)
-        if span.status in ("error", "dead"):
-            errors += 1
-        if span.status == "dead" or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500):
-            failed = True
-    assert first is not None
-    status = "failed" if failed else "retried" if errors else "ok"
-    return (trace_id, (root or first).name, first.started_at, ended, len(spans), errors, status, int(root is not None))
-
-
-def like_pattern(text: str) -> str:
-    """``text`` as a LIKE pattern matching it anywhere, its wildcards taken literally (``ESCAPE '!'``)."""
-    return "%" + text.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
-
-
-def _check_page(page: int, per_page: int) -> None:
-    if not 1 <= per_page <= MAX_PER_PAGE:
-        raise ValueError(f"per_page: ask for 1 to {MAX_PER_PAGE} rows a page, not {per_page}")
-    if not 1 <= page <= MAX_PAGE:
-        raise ValueError(f"page: pages count from 1 to {MAX_PAGE}, not {page}")
-
-
-def check_trace_query(query: TraceQuery) -> None:
-    """Raise ValueError naming the field of ``query`` that no store can answer."""
-    _check_page(query.page, query.per_page)
-    if query.status is not None and query.status not in TRACE_STATUSES:
-        raise ValueError(f"status: one of {', '.join(TRACE_STATUSES)}, not {query.status!r}")
-    if query.min_duration_ms is not None and query.min_duration_ms < 0:
-        raise ValueError(f"min_duration_ms: a duration of 0 or more, not {query.min_duration_ms}")
-
-
-def check_log_query(query: LogQuery) -> None:
-    _check_page(query.page, query.per_page)
-    if query.level is not None and query.level.upper() not in LEVELS:
-        raise ValueError(f"level: one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {query.level!r}")
+from .spans import LogLine, Span
 
 
 class Runner(Protocol):
@@ -321,28 +107,28 @@ class SqlTraceStore(ABC):
         with self._writing() as db:
             self._lock_traces(db, trace_ids)
             rows = [span_row(latest[key]) for key in span_ids]
-            added = db.run_many(_INSERT_NEW_SPAN, rows) if rows else 0
+            added = db.run_many(INSERT_NEW_SPAN, rows) if rows else 0
             if logs:
-                db.run_many(_INSERT_LOG, [log_row(line) for line in logs])
+                db.run_many(INSERT_LOG, [log_row(line) for line in logs])
             if added == len(rows):
                 fresh: dict[str, list[Span]] = {}
                 for span in latest.values():
                     fresh.setdefault(span.trace_id, []).append(span)
                 # Most spans (a run that went well) change nothing a trace's row keeps: they only make
                 # sure it has one. Its span count and end are read with its spans (summary_of).
-                telling = [t for t in trace_ids if _tells(fresh[t])]
-                quiet = [t for t in trace_ids if not _tells(fresh[t])]
+                telling = [t for t in trace_ids if tells(fresh[t])]
+                quiet = [t for t in trace_ids if not tells(fresh[t])]
                 if telling:
                     db.run_many(self._add_to_summary, [summed_up(t, fresh[t]) for t in telling])
                 if quiet:
-                    db.run_many(_ENSURE_SUMMARY, [summed_up(t, fresh[t]) for t in quiet])
+                    db.run_many(ENSURE_SUMMARY, [summed_up(t, fresh[t]) for t in quiet])
                 return
             # Some were there already: replace them, and sum those traces up from every span they have.
-            db.run_many(_UPSERT_SPAN, rows)
+            db.run_many(UPSERT_SPAN, rows)
             by_trace: dict[str, list[Sequence[Any]]] = {}
-            for row in self._rows_in(db, f"SELECT {_FOR_SUMMARY} FROM {SPANS} WHERE ", "trace_id", trace_ids):
+            for row in self._rows_in(db, f"SELECT {FOR_SUMMARY} FROM {SPANS} WHERE ", "trace_id", trace_ids):
                 by_trace.setdefault(row[0], []).append(row)
-            db.run_many(_SET_SUMMARY, [summarise(t, by_trace[t]) for t in trace_ids if t in by_trace])
+            db.run_many(SET_SUMMARY, [summarise(t, by_trace[t]) for t in trace_ids if t in by_trace])
 
     @functools.cached_property
     def _add_to_summary(self) -> str:
@@ -403,12 +189,12 @@ class SqlTraceStore(ABC):
         with self._reading() as db:
             total = db.rows(f"SELECT count(*) FROM {TRACES}{where}", params)[0][0]
             rows = db.rows(
-                f"SELECT {_SUMMARY_COLUMNS} FROM {TRACES}{where} ORDER BY started_at DESC, trace_id DESC "
+                f"SELECT {SUMMARY_COLUMNS} FROM {TRACES}{where} ORDER BY started_at DESC, trace_id DESC "
                 "LIMIT ? OFFSET ?",
                 [*params, query.per_page, offset],
             )
             of_trace: dict[str, list[tuple[Any, ...]]] = {}
-            for span in self._rows_in(db, f"SELECT {_FOR_LIST} FROM {SPANS} WHERE ", "trace_id", [r[0] for r in rows]):
+            for span in self._rows_in(db, f"SELECT {FOR_LIST} FROM {SPANS} WHERE ", "trace_id", [r[0] for r in rows]):
                 of_trace.setdefault(span[0], []).append(span)
         page = [summary_of(row, of_trace.get(row[0], [])) for row in rows]
         return TracePage(page, int(total), query.page, query.per_page)
@@ -452,13 +238,13 @@ class SqlTraceStore(ABC):
     def trace(self, trace_id: str) -> TraceDetail | None:
         """One trace in full, or ``None`` if the store holds none of its spans."""
         with self._reading() as db:
-            summary = db.rows(f"SELECT {_SUMMARY_COLUMNS} FROM {TRACES} WHERE trace_id = ?", (trace_id,))
+            summary = db.rows(f"SELECT {SUMMARY_COLUMNS} FROM {TRACES} WHERE trace_id = ?", (trace_id,))
             if not summary:
                 return None
             spans = db.rows(
-                f"SELECT {_SPAN_COLUMNS} FROM {SPANS} WHERE trace_id = ? ORDER BY started_at, span_id", (trace_id,)
+                f"SELECT {SPAN_COLUMNS} FROM {SPANS} WHERE trace_id = ? ORDER BY started_at, span_id", (trace_id,)
             )
-            logs = db.rows(f"SELECT {_LOG_COLUMNS} FROM {LOGS} WHERE trace_id = ? ORDER BY at, id", (trace_id,))
+            logs = db.rows(f"SELECT {LOG_COLUMNS} FROM {LOGS} WHERE trace_id = ? ORDER BY at, id", (trace_id,))
         found = [span_from_row(r) for r in spans]
         listed = [(s.trace_id, s.step, s.flow, s.started_at, s.duration_ms, s.status) for s in found]
         return TraceDetail(summary_of(summary[0], listed), found, [log_from_row(r) for r in logs])
@@ -467,7 +253,7 @@ class SqlTraceStore(ABC):
         """The spans (enqueue and every run) of one message, by start time."""
         with self._reading() as db:
             rows = db.rows(
-                f"SELECT {_SPAN_COLUMNS} FROM {SPANS} WHERE message_id = ? ORDER BY started_at, span_id", (message_id,)
+                f"SELECT {SPAN_COLUMNS} FROM {SPANS} WHERE message_id = ? ORDER BY started_at, span_id", (message_id,)
             )
         return [span_from_row(row) for row in rows]
 
@@ -490,7 +276,7 @@ class SqlTraceStore(ABC):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._reading() as db:
             rows = db.rows(
-                f"SELECT {_LOG_COLUMNS} FROM {LOGS}{where} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
+                f"SELECT {LOG_COLUMNS} FROM {LOGS}{where} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
                 [*params, query.per_page, (query.page - 1) * query.per_page],
             )
         return [log_from_row(row) for row in rows]
@@ -523,8 +309,7 @@ class SqlTraceStore(ABC):
             raise ValueError(f"limit: ask for 1 to {MAX_PER_PAGE} cron fires, not {limit}")
         with self._reading() as db:
             rows = db.rows(
-                f"SELECT {_SPAN_COLUMNS} FROM {SPANS} WHERE kind = 'cron' AND step = ? "
-                "ORDER BY started_at DESC LIMIT ?",
+                f"SELECT {SPAN_COLUMNS} FROM {SPANS} WHERE kind = 'cron' AND step = ? ORDER BY started_at DESC LIMIT ?",
                 (step, limit),
             )
         return [span_from_row(row) for row in rows]

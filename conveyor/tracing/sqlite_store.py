@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .sql import SCHEMA_VERSION, Runner, SqlTraceStore, schema
+from .schema import SCHEMA_VERSION, schema
+from .sql import Runner, SqlTraceStore
 
 #: How long a writer waits for another process's write lock before giving up (milliseconds).
 BUSY_TIMEOUT_MS = 10_000
