@@ -171,6 +171,9 @@ def test_async_handlers_enqueue_as_children_of_their_request_and_run(flow):
     to_last = one(spans, kind="enqueue", step="LastJob")
     assert (to_last.parent_id, to_last.attrs["source"]) == (later.span_id, "step")
     assert one(spans, kind="run", step="LastJob").parent_id == to_last.span_id
+    # The async handler's state write fired LaterSaved: a child of that run too.
+    to_saved = one(spans, kind="enqueue", step="LaterSaved")
+    assert (to_saved.parent_id, to_saved.attrs["source"]) == (later.span_id, "state")
 
 
 def test_a_client_trace_id_and_a_w3c_traceparent_are_followed(flow):

@@ -80,3 +80,8 @@ async def later_job(job: Job, ctx: AsyncContext) -> None:
 @step(name="LastJob", flows=["traced-async"], triggers=[queue("job.last", input=Job)])
 def last_job(job: Job, ctx: Context) -> None:
     ctx.logger.info("Last", jobId=job.id)
+
+
+@step(name="LaterSaved", flows=["traced-async"], triggers=[state("later", filter={"status": "done"})])
+def later_saved(change: StateChange, ctx: Context) -> None:
+    ctx.logger.info("Saw a later job", key=change.key)
