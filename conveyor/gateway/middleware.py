@@ -13,10 +13,21 @@ from ..tracing.w3c import parse_traceparent
 logger = logging.getLogger("conveyor.gateway")
 
 
-def _trace_parent(headers: dict[bytes, bytes]) -> str | None:
-    # A request in a W3C trace gets that trace's id as its request id, so x-request-id names its trace.
+def request_ids(headers: dict[bytes, bytes]) -> tuple[str, str, str | None]:
+    """A request's id, its trace id and the span a W3C ``traceparent`` named as its parent.
+
+    The request id is the client's ``x-request-id``, else the trace id of a valid
+    ``traceparent`` (so ``x-request-id`` names the trace), else a new one. The trace id is the
+    client's ``x-trace-id``, else the ``traceparent``'s, else the request id.
+    """
     parent = parse_traceparent(headers.get(b"traceparent", b"").decode("latin-1"))
-    return parent[0] if parent is not None else None
+    request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or (parent[0] if parent else new_trace_id())
+    chosen = headers.get(b"x-trace-id", b"").decode("latin-1").strip()[:64]
+    if chosen:
+        return request_id, chosen, None
+    if parent is not None:
+        return request_id, parent[0], parent[1]
+    return request_id, request_id, None
 
 
 class BodyTooLarge(Exception):
@@ -41,10 +52,9 @@ class GatewayMiddleware:
             return
 
         headers = dict(scope["headers"])
-        request_id = (
-            headers.get(b"x-request-id", b"").decode("latin-1")[:64] or _trace_parent(headers) or new_trace_id()
-        )
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id, trace_id, parent_id = request_ids(headers)
+        state = scope.setdefault("state", {})
+        state["request_id"], state["trace_id"], state["trace_parent"] = request_id, trace_id, parent_id
         started = False
 
         async def send_with_id(message: Message) -> None:

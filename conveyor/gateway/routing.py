@@ -73,8 +73,7 @@ def step_endpoint(
         except BadRequest as exc:
             return exc.response
         # The request id doubles as the trace id unless the client sends one to follow.
-        state = http_request.scope["state"]
-        trace_id = state.get("trace_id") or http_request.headers.get("x-trace-id") or state["request_id"]
+        trace_id: str = http_request.scope["state"]["trace_id"]  # GatewayMiddleware's (request_ids)
         if key is None or keys is None:
             return await run_step(step, trigger, request, make_context(step, trace_id=trace_id))
 

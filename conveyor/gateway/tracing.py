@@ -2,7 +2,8 @@
 
 The trace id is the client's ``x-trace-id`` if it sends one, else the trace id of a valid W3C
 ``traceparent`` header (whose span becomes the request span's parent), else the request id the
-gateway answers in ``x-request-id``: what a user pastes into the console's trace page.
+gateway answers in ``x-request-id``: what a user pastes into the console's trace page (see
+:func:`~conveyor.gateway.middleware.request_ids`).
 Requests to the gateway's own paths (the console, ``/_admin``, ``/metrics``, ``/health``,
 ``/openapi.json``) and to no route are not traced. Every answer names its trace in ``x-trace-id``.
 """
@@ -13,22 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..tracing.spans import PAYLOAD_PREVIEW
 from ..tracing.tracer import Tracer, current_span
-from ..tracing.w3c import parse_traceparent
 
 #: Paths of the gateway's own, never traced.
 UNTRACED_PREFIXES = ("/_console", "/_admin", "/metrics", "/health", "/openapi.json")
-
-
-def trace_of(scope: Scope) -> tuple[str, str | None]:
-    """The trace id of a request, and the span id a W3C ``traceparent`` named as its parent."""
-    headers = dict(scope["headers"])
-    chosen = headers.get(b"x-trace-id", b"").decode("latin-1").strip()[:64]
-    if chosen:
-        return chosen, None
-    parent = parse_traceparent(headers.get(b"traceparent", b"").decode("latin-1"))
-    if parent is not None:
-        return parent
-    return str(scope["state"]["request_id"]), None
 
 
 class RequestTracing:
@@ -43,13 +31,13 @@ class RequestTracing:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        trace_id, parent_id = trace_of(scope)
-        scope["state"]["trace_id"] = trace_id
+        # GatewayMiddleware, outside this one, read the request's ids from its headers.
+        trace_id: str = scope["state"]["trace_id"]
         path: str = scope["path"]
         if not self.tracer.active or path.startswith(UNTRACED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        span = self.tracer.http_started(trace_id, parent_id, scope["method"], path)
+        span = self.tracer.http_started(trace_id, scope["state"]["trace_parent"], scope["method"], path)
         status = 500
         body = bytearray()
         size = 0
