@@ -83,18 +83,6 @@ def summary_of(row: Sequence[Any], spans: Sequence[Sequence[Any]]) -> TraceSumma
     return TraceSummary(row[0], row[1], row[2], ended, len(spans) or row[4], errors, row[6], steps, flows)
 
 
-def summarise(trace_id: str, rows: list[Sequence[Any]]) -> tuple[Any, ...]:
-    """The summary row of a trace from its spans' ``FOR_SUMMARY`` columns (:mod:`.schema`): every span it has."""
-    rows = sorted(rows, key=lambda r: r[3])
-    failed = any(r[5] == "dead" or (r[6] == "http" and r[7] is not None and r[7] >= 500) for r in rows)
-    status = "failed" if failed else "retried" if any(r[5] == "error" for r in rows) else "ok"
-    root = next((r for r in rows if r[1] is None), None)
-    ended = max(r[3] + r[4] / 1000 for r in rows)
-    errors = sum(1 for r in rows if r[5] in ("error", "dead"))
-    name = (root or rows[0])[2]
-    return (trace_id, name, rows[0][3], ended, len(rows), errors, status, int(bool(root)))
-
-
 def summed_up(trace_id: str, spans: list[Span]) -> tuple[Any, ...]:
     """The summary row of ``spans``, all of one trace (and ``rooted``: whether one of them has no parent)."""
     first = root = None
@@ -107,8 +95,7 @@ def summed_up(trace_id: str, spans: list[Span]) -> tuple[Any, ...]:
         ended = max(ended, span.ended_at)
         if span.status in ("error", "dead"):
             errors += 1
-        if span.status == "dead" or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500):
-            failed = True
+        failed = failed or fails_trace(span)
     assert first is not None
     status = "failed" if failed else "retried" if errors else "ok"
     return (trace_id, (root or first).name, first.started_at, ended, len(spans), errors, status, int(root is not None))
@@ -141,11 +128,11 @@ def check_log_query(query: LogQuery) -> None:
         raise ValueError(f"level: one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {query.level!r}")
 
 
+def fails_trace(span: Span) -> bool:
+    """Does ``span`` make its trace ``failed``: a message dead-lettered, or a request answered 5xx?"""
+    return span.status == "dead" or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500)
+
+
 def tells(spans: list[Span]) -> bool:
     """Do these new spans of a trace change its row: one starts the trace, or one failed?"""
-    return any(
-        span.parent_id is None
-        or span.status in ("error", "dead")
-        or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500)
-        for span in spans
-    )
+    return any(span.parent_id is None or span.status == "error" or fails_trace(span) for span in spans)

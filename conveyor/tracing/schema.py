@@ -20,8 +20,6 @@ LOG_COLUMNS = "trace_id, span_id, at, level, level_no, logger, message, step, fi
 SUMMARY_COLUMNS = "trace_id, name, started_at, ended_at, spans, errors, status"
 #: What a trace list reads of each span of its traces (:func:`~conveyor.tracing.rows.summary_of`).
 FOR_LIST = "trace_id, step, flow, started_at, duration_ms, status"
-#: What a summary is computed from, per span.
-FOR_SUMMARY = "trace_id, parent_id, name, started_at, duration_ms, status, kind, http_status, step, flow"
 
 #: Numbers of the log levels, for "this level and above".
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}

@@ -21,7 +21,6 @@ from .rows import (
     log_row,
     span_from_row,
     span_row,
-    summarise,
     summary_of,
     summed_up,
     tells,
@@ -30,7 +29,6 @@ from .schema import (
     CHUNK,
     ENSURE_SUMMARY,
     FOR_LIST,
-    FOR_SUMMARY,
     INSERT_LOG,
     INSERT_NEW_SPAN,
     LEVELS,
@@ -45,6 +43,10 @@ from .schema import (
     add_to_summary,
 )
 from .spans import LogLine, Span
+
+
+def _start(span: Span) -> float:
+    return span.started_at
 
 
 class Runner(Protocol):
@@ -116,8 +118,10 @@ class SqlTraceStore(ABC):
                     fresh.setdefault(span.trace_id, []).append(span)
                 # Most spans (a run that went well) change nothing a trace's row keeps: they only make
                 # sure it has one. Its span count and end are read with its spans (summary_of).
-                telling = [t for t in trace_ids if tells(fresh[t])]
-                quiet = [t for t in trace_ids if not tells(fresh[t])]
+                telling: list[str] = []
+                quiet: list[str] = []
+                for trace_id in trace_ids:
+                    (telling if tells(fresh[trace_id]) else quiet).append(trace_id)
                 if telling:
                     db.run_many(self._add_to_summary, [summed_up(t, fresh[t]) for t in telling])
                 if quiet:
@@ -125,10 +129,11 @@ class SqlTraceStore(ABC):
                 return
             # Some were there already: replace them, and sum those traces up from every span they have.
             db.run_many(UPSERT_SPAN, rows)
-            by_trace: dict[str, list[Sequence[Any]]] = {}
-            for row in self._rows_in(db, f"SELECT {FOR_SUMMARY} FROM {SPANS} WHERE ", "trace_id", trace_ids):
-                by_trace.setdefault(row[0], []).append(row)
-            db.run_many(SET_SUMMARY, [summarise(t, by_trace[t]) for t in trace_ids if t in by_trace])
+            every: dict[str, list[Span]] = {}
+            for row in self._rows_in(db, f"SELECT {SPAN_COLUMNS} FROM {SPANS} WHERE ", "trace_id", trace_ids):
+                span = span_from_row(row)
+                every.setdefault(span.trace_id, []).append(span)
+            db.run_many(SET_SUMMARY, [summed_up(t, sorted(every[t], key=_start)) for t in trace_ids if t in every])
 
     @functools.cached_property
     def _add_to_summary(self) -> str:
