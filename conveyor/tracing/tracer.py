@@ -156,8 +156,8 @@ class Tracer:
 
     def run_ended(self, span: Span, *, exception: BaseException | None, failed: bool, dead_letter: str | None) -> None:
         """The attempt ended: ``ok``, or ``error`` (to be retried), or ``dead`` (failed for good)."""
+        ended = time.time()
         current_span.set(None)
-        span.duration_ms = (time.time() - span.started_at) * 1000
         if exception is not None:
             span.status = "dead" if failed else "error"
             describe(span, exception)
@@ -165,18 +165,16 @@ class Tracer:
                 attrs = {"queue": span.attrs.get("queue", "") + ".XQ"}
                 if dead_letter:
                     attrs["topic"] = dead_letter
-                span.events.append(SpanEvent("dead_lettered", time.time(), attrs))
-        if self.recorder is not None:
-            self.recorder.span(span)
+                span.events.append(SpanEvent("dead_lettered", ended, attrs))
+        self._finish(span, ended)
 
     def run_skipped(self, span: Span) -> None:
         """The step's condition was false for the message."""
+        ended = time.time()
         current_span.set(None)
-        span.duration_ms = (time.time() - span.started_at) * 1000
         span.status = "skipped"
-        span.events.append(SpanEvent("condition_false", time.time()))
-        if self.recorder is not None:
-            self.recorder.span(span)
+        span.events.append(SpanEvent("condition_false", ended))
+        self._finish(span, ended)
 
     # -- HTTP requests and cron fires -----------------------------------------------------------
 
@@ -195,11 +193,9 @@ class Tracer:
         current_recorder.set(self.recorder)
         return span
 
-    def http_ended(
-        self, span: Span, *, status: int, route: str | None, body: bytes | None, size: int | None = None
-    ) -> None:
-        """The request was answered with ``status``."""
-        span.duration_ms = (time.time() - span.started_at) * 1000
+    def http_ended(self, span: Span, *, status: int, route: str | None, body: bytes, size: int) -> None:
+        """The request was answered with ``status``; ``body`` is its first bytes, ``size`` all of them."""
+        ended = time.time()
         span.attrs["http_status"] = status
         if route is not None:
             span.attrs["route"] = route
@@ -209,10 +205,9 @@ class Tracer:
         if body:
             text = body.decode("utf-8", "replace")
             span.attrs["payload"] = cut(text, PAYLOAD_PREVIEW)
-            span.attrs["payload_size"] = len(body) if size is None else size
+            span.attrs["payload_size"] = size
         span.status = "error" if status >= 500 else "ok"
-        if self.recorder is not None:
-            self.recorder.span(span)
+        self._finish(span, ended)
 
     @contextmanager
     def cron_fire(self, step: str, trace_id: str, scheduled_at: float, *, by_hand: bool) -> Iterator[Span]:
@@ -242,9 +237,14 @@ class Tracer:
         finally:
             current_span.reset(token)
             current_recorder.reset(recorder_token)
-            span.duration_ms = (time.time() - span.started_at) * 1000
-            if span.status != "lost" and self.recorder is not None:
-                self.recorder.span(span)
+            if span.status != "lost":
+                self._finish(span, time.time())
+
+    def _finish(self, span: Span, ended: float) -> None:
+        """``span`` ended at ``ended``: its duration, then to the recorder."""
+        span.duration_ms = (ended - span.started_at) * 1000
+        if self.recorder is not None:
+            self.recorder.span(span)
 
 
 def in_current_span(work: Callable[P, R]) -> Callable[P, R]:
