@@ -75,6 +75,9 @@ def test_a_message_retried_then_dead_has_one_span_per_attempt_each_with_its_erro
     for span in runs:
         assert span.error_type == "RuntimeError" and span.error == "job j2 broke"
         assert "Traceback" in (span.traceback or "") and "run_job" in (span.traceback or "")
+    # A retry's wait starts when its backoff ends, not at the first enqueue: the bars come in attempt order.
+    waited_from = [s.started_at - (s.queue_delay_ms or 0) / 1000 for s in runs]
+    assert waited_from[1] >= runs[0].started_at and waited_from[2] >= runs[1].started_at
     assert [e.name for e in runs[0].events] == ["retry_scheduled"]
     assert runs[0].events[0].attrs["delay_ms"] == 10
     assert [e.name for e in runs[2].events] == ["dead_lettered"]

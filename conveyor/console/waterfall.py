@@ -64,15 +64,20 @@ def waterfall(detail: TraceDetail, *, base: str, now: float | None = None) -> Wa
             return
         seen.add(span.span_id)
         rows.append(_row(span, depth, start, total, logs.get(span.span_id, []), base))
-        for child in sorted(children.get(span.span_id, []), key=_waited_from):
+        for child in sorted(children.get(span.span_id, []), key=_order):
             visit(child, depth + 1)
 
-    for root in sorted(children.get(None, []), key=_waited_from):
+    for root in sorted(children.get(None, []), key=_order):
         visit(root, 0)
     for left_over in spans:  # spans only reachable through a loop
         visit(left_over, 0)
     current = time.time() if now is None else now
     return Waterfall(rows, total, start, logs.get(None, []), live=current - detail.summary.ended_at < LIVE_FOR)
+
+
+def _order(span: Span) -> tuple[float, int]:
+    # Siblings by when they began waiting; one message's attempts by attempt number, whatever the clocks say.
+    return _waited_from(span), span.attempt or 0
 
 
 def _waited_from(span: Span) -> float:

@@ -39,7 +39,7 @@ T = TypeVar("T")
 #: (the tracing middleware gives a message without ``span_id`` one). ``replayed_from_trace`` is what replays
 #: carried when they started a new trace.
 _RESET_OPTIONS = frozenset(
-    {"retries", "eta", "span_id", "replay_parent", "replayed_from_message", "replayed_from_trace"}
+    {"retries", "eta", "due_at", "span_id", "replay_parent", "replayed_from_message", "replayed_from_trace"}
 )
 
 

@@ -59,6 +59,10 @@ class Tracer:
     def sending(self, message: dramatiq.Message[Any], delay_ms: int | None) -> None:
         """A message is about to be published: open its enqueue span (the broker's ``before_enqueue``)."""
         options = message.options
+        if delay_ms is not None:
+            # When the message is due, kept in an option of its own: the worker deletes ``eta`` when it moves
+            # a delayed message to its queue, and a retry's wait starts then, not at the first enqueue.
+            options["due_at"] = options.get("eta") or int(time.time() * 1000) + delay_ms
         if "span_id" in options:
             self._resent(message, delay_ms)
             return
@@ -131,7 +135,7 @@ class Tracer:
         now = time.time()
         message = getattr(message, "_message", message)  # the message behind a worker's proxy
         options = message.options
-        due_ms = options.get("eta") or message.message_timestamp
+        due_ms = options.get("eta") or options.get("due_at") or message.message_timestamp
         step, queue = message.actor_name, message.queue_name
         span = Span(
             trace_id=options.get("trace_id") or message.message_id,

@@ -135,6 +135,9 @@ def test_a_failed_order_is_shown_attempt_by_attempt_replayed_from_the_console_an
     product = f"broken-{uuid.uuid4().hex[:8]}"
     order_id, trace_id = fail_an_order(system, product)
     dead = wait_span(system, trace_id, step="ProcessOrder", status="dead", what="the dead attempt")
+    first = wait_span(system, trace_id, step="ProcessOrder", status="error", what="the first attempt")
+    # The retry's wait began when its backoff ended (RabbitMQ's delay queue drops the eta on the way).
+    assert dead["startedAt"] - dead["queueDelayMs"] / 1000 > first["startedAt"] + first["durationMs"] / 1000
 
     trace_page = new_page(system.url)
     trace_page.goto(f"{CONSOLE}/traces/{trace_id}")
