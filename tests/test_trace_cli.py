@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from conveyor.errors import ConveyorError
 from conveyor.ops.cli import _parser, _run
 from conveyor.testing import FlowEnvironment
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SETTINGS = """
 [steps.RunJob]
@@ -72,3 +78,16 @@ def test_trace_prints_the_timeline_with_each_attempt_its_error_and_the_logs(flow
 def test_an_unknown_trace_says_where_to_look(flow):
     with pytest.raises(ConveyorError, match=r"no trace 'nope' in the trace store \(see `python -m actors traces`\)"):
         run(flow, "trace", "nope")
+
+
+def test_help_and_a_mistyped_command_answer_without_booting(tmp_path):
+    # No config.toml where it points and no RabbitMQ: only the arguments are read before the runtime boots.
+    env = {**os.environ, "CONVEYOR_CONFIG": str(tmp_path / "missing.toml")}
+    command = [sys.executable, "-m", "actors"]
+    shown = subprocess.run([*command, "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "{stats,dlq,state,traces,trace}" in shown.stdout
+    wrong = subprocess.run([*command, "trace"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "trace_id" in wrong.stderr and "missing.toml" not in wrong.stderr
+    booted = subprocess.run([*command, "stats"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert booted.returncode == 1 and "missing.toml does not exist" in booted.stderr
