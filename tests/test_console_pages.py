@@ -173,6 +173,22 @@ def test_an_old_trace_is_not_polled_and_shows_its_payload_size(client, store):
     assert f"payload ({sample.spans[0].attrs['payload_size']} characters, first" in page.text
 
 
+def test_a_run_still_going_is_drawn_running_and_one_whose_worker_stopped_as_lost(client, store):
+    now = time.time()
+    going = run_span("Charge", "running", now - 2.5)
+    going.duration_ms = 2000.0  # as the recorder wrote it half a second ago
+    stopped = run_span("Charge", "running", now - 300)  # its worker last wrote it 299 s ago
+    stopped.duration_ms = 1000.0
+    store.write([going, stopped], [])
+
+    page = client.get(f"/_console/traces/{going.trace_id}")
+    assert 'class="span run status-running"' in page.text and "running for 2000 ms" in page.text
+    assert 'data-live="1"' in page.text and "No word from its worker" not in page.text
+    lost = client.get(f"/_console/traces/{stopped.trace_id}")
+    assert 'class="span run status-lost"' in lost.text and '<span class="badge lost">lost</span>' in lost.text
+    assert "No word from its worker since" in lost.text
+
+
 def test_unknown_trace_is_a_404_page_and_a_json_404(client):
     assert client.get("/_console/traces/0123456789abcdef").status_code == 404
     assert client.get("/_console/traces/" + "x" * 300).status_code == 404

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 
 from conveyor.testing import FlowEnvironment
+from conveyor.tracing.recorder import RUNNING_AFTER
 from conveyor.tracing.spans import Span
+from devtools.processes import wait_for
+from tests.tracing_flow import steps
 
 SETTINGS = """
 [steps.RunJob]
@@ -88,6 +91,30 @@ def test_a_message_retried_then_dead_has_one_span_per_attempt_each_with_its_erro
     assert (to_sink.parent_id, to_sink.attrs["source"]) == (runs[2].span_id, "dead-letter")
     assert one(trace.spans, kind="run", step="JobFailed").status == "ok"
     assert trace.summary.status == "failed"
+
+
+def test_a_long_run_shows_as_running_while_it_runs_then_as_it_ended(flow):
+    steps.RELEASE.clear()
+    answer = flow.http.post("/jobs", json={"id": "slow", "hold": True})
+    trace_id = answer.headers["x-request-id"]
+    store = flow.runtime.traces()
+
+    def running() -> Span | None:
+        detail = store.trace(trace_id)
+        runs = [s for s in detail.spans if s.kind == "run" and s.step == "RunJob"] if detail else []
+        return runs[0] if runs and runs[0].status == "running" else None
+
+    try:
+        shown = wait_for(running, 15, what="RunJob shown as running")
+        assert shown.duration_ms >= RUNNING_AFTER * 1000 and shown.attempt == 1
+    finally:
+        steps.RELEASE.set()
+    flow.join()
+    trace = flow.trace(trace_id)
+    runs = [s for s in trace.spans if s.kind == "run" and s.step == "RunJob"]
+    assert [(s.span_id, s.status) for s in runs] == [(shown.span_id, "ok")]  # the same row, now finished
+    assert runs[0].duration_ms > shown.duration_ms
+    assert trace.summary.spans == len(trace.spans) and trace.summary.status == "ok"
 
 
 def test_a_message_its_condition_skips_is_a_skipped_span(flow):

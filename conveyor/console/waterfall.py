@@ -15,6 +15,9 @@ from ..tracing.spans import LogLine, Span
 LIVE_FOR = 60.0
 #: The narrowest bar, in percent of the trace, so an instant span stays visible.
 MIN_WIDTH = 0.4
+#: A ``running`` span its worker has not written again for this many seconds (it writes one every
+#: few: :data:`~conveyor.tracing.recorder.RUNNING_REFRESH`) has lost its worker: killed, or its host gone.
+LOST_AFTER = 30.0
 
 
 @dataclass
@@ -31,6 +34,8 @@ class Row:
     events: list[tuple[str, float, dict[str, object]]] = field(default_factory=list)
     #: The dead letter's page, for a span whose message was dead-lettered.
     dead_letter: str | None = None
+    #: ``status``, or ``lost`` for a run shown as running whose worker stopped writing it.
+    shown_status: str = ""
 
 
 @dataclass
@@ -58,12 +63,13 @@ def waterfall(detail: TraceDetail, *, base: str, now: float | None = None) -> Wa
         logs.setdefault(line.span_id if line.span_id in ids else None, []).append(line)
     rows: list[Row] = []
     seen: set[str] = set()
+    current = time.time() if now is None else now
 
     def visit(span: Span, depth: int) -> None:
         if span.span_id in seen:  # a parent loop in bad data: show each span once
             return
         seen.add(span.span_id)
-        rows.append(_row(span, depth, start, total, logs.get(span.span_id, []), base))
+        rows.append(_row(span, depth, start, total, logs.get(span.span_id, []), base, current))
         for child in sorted(children.get(span.span_id, []), key=_order):
             visit(child, depth + 1)
 
@@ -71,7 +77,6 @@ def waterfall(detail: TraceDetail, *, base: str, now: float | None = None) -> Wa
         visit(root, 0)
     for left_over in spans:  # spans only reachable through a loop
         visit(left_over, 0)
-    current = time.time() if now is None else now
     return Waterfall(rows, total, start, logs.get(None, []), live=current - detail.summary.ended_at < LIVE_FOR)
 
 
@@ -84,7 +89,7 @@ def _waited_from(span: Span) -> float:
     return span.started_at - (span.queue_delay_ms or 0) / 1000
 
 
-def _row(span: Span, depth: int, start: float, total: float, logs: list[LogLine], base: str) -> Row:
+def _row(span: Span, depth: int, start: float, total: float, logs: list[LogLine], base: str, now: float) -> Row:
     offset = (span.started_at - start) * 1000
     row = Row(
         span=span,
@@ -94,6 +99,7 @@ def _row(span: Span, depth: int, start: float, total: float, logs: list[LogLine]
         width=max(100 * span.duration_ms / total, MIN_WIDTH),
         logs=logs,
         events=[(e.name, (e.at - start) * 1000, e.attrs) for e in span.events],
+        shown_status="lost" if span.status == "running" and now - span.ended_at > LOST_AFTER else span.status,
     )
     if span.queue_delay_ms:
         row.wait_left = 100 * (offset - span.queue_delay_ms) / total

@@ -3,13 +3,16 @@ batches from a thread of its own, to the trace store and to any other sink (metr
 
 A handler never waits on tracing: recording appends to an in-memory buffer. When the store
 falls behind and the buffer is full, new spans are dropped and counted (``dropped``), never
-queued without bound. Each process has its own thread, started on first use (so a process
-forked after the recorder was made starts its own, with an empty buffer).
+queued without bound. A run still going after a second is written to the store as ``running``
+(and again every few seconds, so its bar grows), then replaced by the finished span. Each
+process has its own thread, started on first use (so a process forked after the recorder was
+made starts its own, with an empty buffer).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
@@ -30,6 +33,12 @@ FLUSH_INTERVAL = 0.2
 BATCH = 2000
 #: Seconds between two log lines about a store that refuses writes.
 COMPLAINT_INTERVAL = 60.0
+#: A run still going after this many seconds is shown as ``running``...
+RUNNING_AFTER = 1.0
+#: ...and written again every this many seconds while it runs (the console keeps polling a trace that changes).
+RUNNING_REFRESH = 5.0
+#: Runs followed at most (their spans are still recorded when they end, just not shown before).
+_RUNNING_MOST = 10_000
 
 
 class SpanSink(Protocol):
@@ -93,11 +102,25 @@ class Recorder:
         self._complained = 0.0
         self._unaccounted_written = 0
         self._unaccounted_dropped = 0
+        #: Runs begun and not ended, by span id; and when the store last had each (the recorder's thread only).
+        self._running: dict[str, Span] = {}
+        self._shown: dict[str, float] = {}
 
     # -- any thread ----------------------------------------------------------------------------
 
+    def running(self, span: Span) -> None:
+        """``span`` has begun and will be recorded when it ends: if it lasts, the store shows it meanwhile."""
+        if self._open_store is None or self._closed or len(self._running) >= _RUNNING_MOST:
+            return
+        self._running[span.span_id] = span
+        if self._thread is None:
+            self._start()
+
     def span(self, span: Span) -> None:
         """Record a finished span; returns at once."""
+        # Forgotten as running before it is queued: the recorder's thread never shows it as running
+        # after it wrote the finished span.
+        self._running.pop(span.span_id, None)
         if len(self._spans) >= self.buffer or self._closed:
             self.dropped += 1
             self._unaccounted_dropped += 1
@@ -155,6 +178,8 @@ class Recorder:
             self._wake.clear()
             self._idle.clear()
             try:
+                if self._running:
+                    self._show_running()
                 while self._spans or self._logs:
                     self._write_batch()
             finally:
@@ -167,14 +192,54 @@ class Recorder:
             except Exception:
                 logger.debug("Closing the trace store failed", exc_info=True)
 
+    def _show_running(self) -> None:
+        """Write a ``running`` copy of each run that has gone on for a while (the finished span replaces it)."""
+        now = time.time()
+        shown: list[Span] = []
+        for span in tuple(self._running.values()):
+            if now - span.started_at < RUNNING_AFTER or now - self._shown.get(span.span_id, 0.0) < RUNNING_REFRESH:
+                continue
+            try:
+                copy = dataclasses.replace(
+                    span, status="running", duration_ms=(now - span.started_at) * 1000,
+                    attrs=dict(span.attrs), events=list(span.events),
+                )  # fmt: skip
+            except RuntimeError:  # its handler's thread changed it meanwhile: next time
+                continue
+            shown.append(copy)
+        if not shown:
+            return
+        try:
+            self._open().write(shown, [])
+        except Exception as exc:
+            self._complain(exc, len(shown))
+            return
+        for span in shown:
+            self._shown[span.span_id] = now
+
+    def _open(self) -> TraceStore:
+        assert self._open_store is not None
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
     def _write_batch(self) -> None:
         spans = _take(self._spans, BATCH)
         logs = _take(self._logs, BATCH)
         if self._open_store is not None:
             try:
-                if self._store is None:
-                    self._store = self._open_store()
-                self._store.write(spans, logs)
+                store = self._open()
+                # Spans shown as running replace their rows: a write of their own, so the others stay
+                # on the store's fast path (all new rows).
+                replacing = [span for span in spans if span.span_id in self._shown] if self._shown else []
+                if replacing:
+                    spans_new = [span for span in spans if span.span_id not in self._shown]
+                    store.write(spans_new, logs)
+                    store.write(replacing, [])
+                    for span in replacing:
+                        del self._shown[span.span_id]
+                else:
+                    store.write(spans, logs)
                 self.written += len(spans)
                 self._unaccounted_written += len(spans)
             except Exception as exc:

@@ -156,6 +156,8 @@ class Tracer:
             span.attrs["payload"], span.attrs["payload_size"] = preview(message.args[0] if message.args else None)
         current_span.set(span)
         current_recorder.set(self.recorder)
+        if self.recorder is not None:
+            self.recorder.running(span)
         return span
 
     def run_ended(self, span: Span, *, exception: BaseException | None, failed: bool, dead_letter: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from pydantic import BaseModel
@@ -13,6 +14,11 @@ class Job(BaseModel):
     id: str
     fail: bool = False
     keep: bool = True
+    hold: bool = False  # RunJob waits for RELEASE
+
+
+#: Set by a test to let a held RunJob finish.
+RELEASE = threading.Event()
 
 
 @step(
@@ -30,6 +36,8 @@ def start_job(request: Request, ctx: Context) -> dict[str, Any]:
 @step(name="RunJob", flows=["traced"], triggers=[queue("job.started", input=Job)])
 def run_job(job: Job, ctx: Context) -> None:
     ctx.logger.info("Running job", jobId=job.id)
+    if job.hold:
+        RELEASE.wait(30)
     if job.fail:
         raise RuntimeError(f"job {job.id} broke")
     ctx.state.set("jobs", job.id, {"status": "done"})
