@@ -180,7 +180,9 @@ def fail_an_order(system: System, rabbitmq: Any, product: str) -> tuple[str, str
     [message_id] = FailureRecords(system.state).for_step("ProcessOrder")
     shown = run_cli(system, "dlq", "show", "ProcessOrder", message_id, "--json")
     assert shown.returncode == 0, shown.stderr
-    return order_id, message_id, json.loads(shown.stdout)["traceId"]
+    trace_id = json.loads(shown.stdout)["traceId"]
+    wait_for(lambda: trace_status(system, trace_id) == "failed", timeout=15, what="the trace to read failed")
+    return order_id, message_id, trace_id
 
 
 def assert_repaired(system: System, rabbitmq: Any, order_id: str, product: str, trace_id: str) -> None:
@@ -193,6 +195,14 @@ def assert_repaired(system: System, rabbitmq: Any, order_id: str, product: str, 
     log = system.log("workers").splitlines()
     [again] = [line for line in log if "Processing a failed order again" in line and order_id in line]
     assert trace_id in again  # the replay ran in the order's own trace
+    # The trace no longer reads "failed": its dead message got through on the replay.
+    wait_for(lambda: trace_status(system, trace_id) == "retried", timeout=15, what="the trace to be mended")
+
+
+def trace_status(system: System, trace_id: str) -> str:
+    shown = run_cli(system, "trace", trace_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return str(json.loads(shown.stdout)["status"])
 
 
 def _with_status(system: System, order_id: str, status: str) -> dict[str, Any] | None:

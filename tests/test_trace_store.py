@@ -126,11 +126,33 @@ def test_a_replay_lands_in_the_original_trace(traces: SqlTraceStore) -> None:
     page = traces.traces(TraceQuery())
     assert page.total == 1
     summary = page.traces[0]
-    assert (summary.name, summary.spans, summary.status) == ("POST /charges", 5, "failed")
+    # The replay went through: nothing stays failed, and the errors on the way say "retried".
+    assert (summary.name, summary.spans, summary.status) == ("POST /charges", 5, "retried")
     assert summary.ended_at > T0 + 600
     detail = traces.trace(dead.trace_id)
     assert detail is not None
     assert detail.spans[-2].attrs["source"] == "replay"
+
+
+def test_a_trace_stays_failed_until_a_replay_gets_through(traces: SqlTraceStore) -> None:
+    dead = retried_then_dead(T0, attempts=2)
+    keep(traces, dead)
+    died_again = replay(dead, T0 + 600, outcome="dead")
+    keep(traces, died_again)
+    assert [s.status for s in traces.traces(TraceQuery()).traces] == ["failed"]
+    keep(traces, replay(died_again, T0 + 1200))  # the dead replay, replayed: this time it goes through
+    assert [s.status for s in traces.traces(TraceQuery()).traces] == ["retried"]
+    assert ids(traces, status="failed") == set() and ids(traces, status="retried") == {dead.trace_id}
+
+
+def test_a_replay_that_went_through_leaves_another_dead_message_failed(traces: SqlTraceStore) -> None:
+    dead = retried_then_dead(T0, attempts=1)
+    other_enqueue = dataclasses.replace(dead.spans[1], span_id=new_span_id(), message_id=uuid.uuid4().hex)
+    other_dead = dataclasses.replace(dead.spans[2], span_id=new_span_id(), parent_id=other_enqueue.span_id,
+                                     message_id=other_enqueue.message_id, status="dead")  # fmt: skip
+    dead.spans += [other_enqueue, other_dead]
+    keep(traces, dead, replay(dead, T0 + 600))
+    assert [s.status for s in traces.traces(TraceQuery()).traces] == ["failed"]
 
 
 def test_a_span_written_again_replaces_its_row(traces: SqlTraceStore) -> None:

@@ -112,10 +112,13 @@ def replay(dead: Sample, at: float, *, outcome: str = "ok") -> Sample:
     """A replay of ``dead``'s dead message from the console: an enqueue (source ``replay``) and its run,
     in the original trace."""
     original = next(span for span in dead.spans if span.kind == "enqueue")
-    enqueue = Span(dead.trace_id, new_span_id(), None, "enqueue", original.name, at, 1.0, step=original.step,
-                   flow=FLOW, message_id=uuid.uuid4().hex, attrs={**original.attrs, "source": "replay"})  # fmt: skip
-    enqueue.events.append(SpanEvent("replayed", at, {"by": "console", "of": original.message_id}))
-    return Sample(dead.trace_id, [enqueue, _run(enqueue, at + 0.01, status=outcome, error="still declined")])
+    replays = {"source": "replay", "replays": original.message_id}
+    enqueue = Span(dead.trace_id, new_span_id(), original.span_id, "enqueue", original.name, at, 1.0,
+                   step=original.step, flow=FLOW, message_id=uuid.uuid4().hex,
+                   attrs={**original.attrs, **replays})  # fmt: skip
+    run = _run(enqueue, at + 0.01, status=outcome, error="still declined")
+    run.attrs["replays"] = original.message_id
+    return Sample(dead.trace_id, [enqueue, run])
 
 
 def cron_fire(started_at: float, *, step: str = "DailyCleanup", late_ms: float = 3.0) -> Sample:

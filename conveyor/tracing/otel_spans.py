@@ -151,6 +151,7 @@ def _attributes(span: Span, trace_id: str) -> dict[str, AttributeValue]:
         found["conveyor.scheduled_at"] = attrs.get("scheduled_at")
     if "payload_size" in attrs:
         found["conveyor.payload_size"] = attrs["payload_size"]
+    found["conveyor.replays"] = attrs.get("replays")  # the dead message a replay's spans take up again
     return {key: _value(value) for key, value in found.items() if value is not None}
 
 

@@ -86,7 +86,7 @@ def summary_of(row: Sequence[Any], spans: Sequence[Sequence[Any]]) -> TraceSumma
 def summed_up(trace_id: str, spans: list[Span]) -> tuple[Any, ...]:
     """The summary row of ``spans``, all of one trace (and ``rooted``: whether one of them has no parent)."""
     first = root = None
-    ended, errors, failed = 0.0, 0, False
+    ended, errors = 0.0, 0
     for span in spans:
         if first is None or span.started_at < first.started_at:
             first = span
@@ -95,9 +95,8 @@ def summed_up(trace_id: str, spans: list[Span]) -> tuple[Any, ...]:
         ended = max(ended, span.ended_at)
         if span.status in ("error", "dead"):
             errors += 1
-        failed = failed or fails_trace(span)
     assert first is not None
-    status = "failed" if failed else "retried" if errors else "ok"
+    status = "failed" if _failed(spans) else "retried" if errors else "ok"
     return (trace_id, (root or first).name, first.started_at, ended, len(spans), errors, status, int(root is not None))
 
 
@@ -131,6 +130,34 @@ def check_log_query(query: LogQuery) -> None:
 def fails_trace(span: Span) -> bool:
     """Does ``span`` make its trace ``failed``: a message dead-lettered, or a request answered 5xx?"""
     return span.status == "dead" or (span.kind == "http" and int(span.attrs.get("http_status") or 0) >= 500)
+
+
+def mends(span: Span) -> bool:
+    """Is ``span`` the run of a replay that went through (its trace may no longer be ``failed``)?"""
+    return span.kind == "run" and bool(span.attrs.get("replays")) and span.status in ("ok", "skipped")
+
+
+def _failed(spans: list[Span]) -> bool:
+    """Does a failure stand in these spans of one trace: a 5xx, or a dead message no replay got through
+    (a replay of a dead replay counts, if that one got through)?"""
+    if any(span.kind == "http" and fails_trace(span) for span in spans):
+        return True
+    dead = {span.message_id for span in spans if span.status == "dead"}
+    if not dead:
+        return False
+    through = {span.message_id for span in spans if span.kind == "run" and span.status in ("ok", "skipped")}
+    replays: dict[str, list[str]] = {}  # a dead message's id: the ids of the messages that replayed it
+    for span in spans:
+        if span.kind == "run" and (of := span.attrs.get("replays")) and span.message_id:
+            replays.setdefault(str(of), []).append(span.message_id)
+
+    def mended(message_id: str | None, seen: frozenset[str] = frozenset()) -> bool:
+        return message_id is not None and any(
+            again in through or (again in dead and again not in seen and mended(again, seen | {again}))
+            for again in replays.get(message_id, [])
+        )
+
+    return any(not mended(message_id) for message_id in dead)
 
 
 def tells(spans: list[Span]) -> bool:

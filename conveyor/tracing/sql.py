@@ -19,6 +19,7 @@ from .rows import (
     like_pattern,
     log_from_row,
     log_row,
+    mends,
     span_from_row,
     span_row,
     summary_of,
@@ -126,14 +127,22 @@ class SqlTraceStore(ABC):
                     db.run_many(self._add_to_summary, [summed_up(t, fresh[t]) for t in telling])
                 if quiet:
                     db.run_many(ENSURE_SUMMARY, [summed_up(t, fresh[t]) for t in quiet])
+                # A replay that went through may clear its trace's failure: only all its spans can say.
+                mended = sorted({span.trace_id for span in latest.values() if mends(span)})
+                if mended:
+                    self._sum_up_again(db, mended)
                 return
             # Some were there already: replace them, and sum those traces up from every span they have.
             db.run_many(UPSERT_SPAN, rows)
-            every: dict[str, list[Span]] = {}
-            for row in self._rows_in(db, f"SELECT {SPAN_COLUMNS} FROM {SPANS} WHERE ", "trace_id", trace_ids):
-                span = span_from_row(row)
-                every.setdefault(span.trace_id, []).append(span)
-            db.run_many(SET_SUMMARY, [summed_up(t, sorted(every[t], key=_start)) for t in trace_ids if t in every])
+            self._sum_up_again(db, trace_ids)
+
+    def _sum_up_again(self, db: Runner, trace_ids: Sequence[str]) -> None:
+        """Set the summaries of ``trace_ids`` (sorted) from every span each has."""
+        every: dict[str, list[Span]] = {}
+        for row in self._rows_in(db, f"SELECT {SPAN_COLUMNS} FROM {SPANS} WHERE ", "trace_id", trace_ids):
+            span = span_from_row(row)
+            every.setdefault(span.trace_id, []).append(span)
+        db.run_many(SET_SUMMARY, [summed_up(t, sorted(every[t], key=_start)) for t in trace_ids if t in every])
 
     @functools.cached_property
     def _add_to_summary(self) -> str:

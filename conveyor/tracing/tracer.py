@@ -105,6 +105,8 @@ class Tracer:
             attrs["topic"] = topic
         if group := options.get("state_group"):
             attrs["state_group"] = group
+        if replays := options.get("replayed_from_message"):
+            attrs["replays"] = replays
         if delay_ms:
             attrs["delay_ms"] = delay_ms
         if (priority := options.get("priority")) is not None:
@@ -151,6 +153,8 @@ class Tracer:
             queue_delay_ms=max(0.0, now * 1000 - due_ms) if due_ms else None,
             attrs={"queue": queue},
         )
+        if replays := options.get("replayed_from_message"):
+            span.attrs["replays"] = replays  # the dead message this run takes up again: see rows.mends
         if "span_id" not in options:
             # Sent from outside Conveyor's publisher: no enqueue span holds the payload.
             span.attrs["payload"], span.attrs["payload_size"] = preview(message.args[0] if message.args else None)

@@ -183,6 +183,7 @@ def test_a_failed_order_is_shown_attempt_by_attempt_replayed_from_the_console_an
     wait_for(lambda: len(ok_runs(system, trace_id, "SendNotification")) == 2, 30, what="both notifications")
     trace_page.reload()
     expect(replayed).to_have_count(1)
+    expect(trace_page.locator(".summary .badge")).to_have_text("retried")  # nothing stays failed
     replayed.evaluate("row => row.scrollIntoView({block: 'start'})")
     screenshot(trace_page, "trace-replayed")
 
