@@ -125,6 +125,19 @@ def test_order_that_keeps_failing_is_dead_lettered_for_review_and_alerts_an_admi
     assert flow.sent_to("ProcessStandardOrders") == []  # never announced on order.created
 
 
+def test_a_dead_order_replayed_once_the_fault_is_gone_is_placed_without_its_failure(flow):
+    with flow.refusing("SendFoodOrderNotification"):
+        order_id = place(flow)
+        flow.join()
+    assert flow.state.get("food-orders", order_id)["status"] == "failed"
+
+    [dead] = flow.dead_letters_of("ProcessFoodOrder")
+    flow.publish("process-food-order", dead.data)  # what a replay sends: the dead message's data
+    flow.join()
+    order = flow.state.get("food-orders", order_id)
+    assert order["status"] == "placed" and "failureReason" not in order
+
+
 def test_batch_processor_drains_pending_orders_when_it_fires(flow):
     ids = [f"batch-{n}" for n in range(3)]
     for n, order_id in enumerate(ids):

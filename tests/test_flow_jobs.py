@@ -106,6 +106,20 @@ def test_webhook_answered_500_is_retried_with_exponential_backoff_then_dead_lett
     assert (recorded.topic, recorded.data["deliveryId"]) == ("webhook.failed", delivery_id)
 
 
+def test_a_dead_delivery_replayed_once_the_receiver_is_back_is_delivered_without_its_failure(flow, receiver):
+    path = f"/flaky/3/{uuid.uuid4().hex}"  # 500 to all three attempts, then 200
+    delivery_id = deliver(flow, receiver.url + path, {"n": 1})
+    flow.join()
+    assert delivery(flow, delivery_id)["status"] == "failed"
+
+    [dead] = flow.dead_letters_of("DeliverWebhook")
+    flow.publish("webhook.deliver", dead.data)  # what a replay sends: the dead message's data
+    flow.join()
+    delivered = delivery(flow, delivery_id)
+    assert (delivered["status"], delivered["statusCode"]) == ("delivered", 200)
+    assert "error" not in delivered and "failedAt" not in delivered
+
+
 def test_webhook_that_fails_twice_then_succeeds_is_delivered_on_the_third_attempt(flow, receiver):
     path = f"/flaky/2/{uuid.uuid4().hex}"
     delivery_id = deliver(flow, receiver.url + path, {"n": 2})

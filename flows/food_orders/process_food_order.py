@@ -36,7 +36,10 @@ def handler(event: ProcessFoodOrderEvent, ctx: Context) -> None:
     )
     stored = order.model_dump(mode="json", exclude_none=True)
     # A merge, not a replace: a retry must not erase what ProcessHighPriorityOrders added meanwhile.
-    ctx.state.update(FOOD_ORDERS, order.id, stored)
+    # A replay of a dead message (HandleFailedOrders marked the order failed) clears the failure.
+    ctx.state.update(
+        FOOD_ORDERS, order.id, [{"type": "merge", "value": stored}, {"type": "remove", "path": "failureReason"}]
+    )
 
     ctx.enqueue("notification", {"email": order.email, "templateId": "order-confirmation", "templateData": stored})
     ctx.enqueue(

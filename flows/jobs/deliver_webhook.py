@@ -61,6 +61,9 @@ def handler(job: WebhookJob, ctx: Context) -> None:
             {"type": "set", "path": "statusCode", "value": response.status_code},
             {"type": "set", "path": "attempts", "value": ctx.attempt},
             {"type": "set", "path": "deliveredAt", "value": now_iso()},
+            # A replay of a dead delivery clears what RecordFailedWebhook wrote.
+            {"type": "remove", "path": "error"},
+            {"type": "remove", "path": "failedAt"},
         ],
     )
     ctx.logger.info("Webhook delivered", deliveryId=job.deliveryId, statusCode=response.status_code)
