@@ -188,6 +188,10 @@ class FlowEnvironment:
                     raise TimeoutError("the flow did not settle in time: state triggers or messages stay unpublished")
                 time.sleep(0.001)
                 continue
+            if broker.taken != taken:
+                # An outbox row was published (then deleted) since we looked at the queues: its
+                # message is in a queue now, so go round again.
+                continue
             due = broker.next_due()
             if due is None:
                 break
