@@ -7,6 +7,7 @@ the process that answered in its ``X-Gateway-Pid`` header.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -65,6 +66,24 @@ def test_new_connections_reach_every_gateway_process(gateways: Gateways) -> None
     assert set(spread) == serving
     # The kernel hashes each connection to one socket: far from one process taking them all.
     assert min(spread.values()) >= 60
+
+
+def test_a_console_form_one_process_served_is_accepted_by_every_other(gateways: Gateways) -> None:
+    # On loopback with no [admin] api_key: the processes' common secret signs the forms.
+    serving = wait_for(lambda: gateways.all_answering(2), timeout=60, what="two gateway processes answering")
+    with httpx.Client(base_url=gateways.url, timeout=5) as browser:
+        page = browser.get("/_console/cron")  # its "fire now" forms carry the token
+    token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text)
+    assert page.status_code == 200 and token, page.text[:300]
+    statuses: Counter[int] = Counter()
+    posted_to: set[int] = set()
+    for _ in range(40):  # each on a new connection, so the kernel spreads them over the processes
+        with httpx.Client(base_url=gateways.url, timeout=5, headers={"Origin": gateways.url}) as fresh:
+            replay = fresh.post("/_console/dead-letters/NoSuchStep/replay", data={"csrf_token": token[1]})
+            statuses[replay.status_code] += 1
+            posted_to.add(int(fresh.get("/health").headers[PID_HEADER]))  # the same connection, the same process
+    assert posted_to == serving
+    assert statuses == {404: 40}  # every one past the token check, to "no such step"; none a 403
 
 
 def test_a_killed_gateway_process_is_replaced_and_the_port_keeps_answering(gateways: Gateways) -> None:

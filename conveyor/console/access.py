@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..gateway.admin import presented_key
+from ..gateway.serving import SHARED_SECRET_ENV
 from ..runtime import Runtime
 
 logger = logging.getLogger("conveyor.console.access")
@@ -83,11 +84,14 @@ class ConsoleAccess:
         self.key = runtime.config.admin.api_key if needs_key(runtime) else None
         self.closed = needs_key(runtime) and not self.key
         # Derived from the key when there is one, so several gateway processes on one port accept
-        # each other's forms; on loopback a secret of this process.
+        # each other's forms; without one, the secret their parent gave them all, or this process's own.
+        shared = os.environ.get(SHARED_SECRET_ENV)
         self.secret = (
             hmac.new(self.key.encode(), b"conveyor-console-csrf", hashlib.sha256).digest()
             if self.key
-            else (os.urandom(32))
+            else shared.encode()
+            if shared
+            else os.urandom(32)
         )
 
     def token(self, session: str) -> str:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import secrets
 import signal
 import socket
 import time
@@ -31,6 +32,9 @@ logger = logging.getLogger("conveyor.gateway")
 
 #: The ``GET /health`` answer header naming the process that served it.
 PID_HEADER = "X-Gateway-Pid"
+#: A random secret the parent of ``[gateway] workers > 1`` processes gives them all (in their
+#: environment), so that a console form one process served is accepted by another.
+SHARED_SECRET_ENV = "CONVEYOR_GATEWAY_SECRET"
 #: Seconds the processes get to finish their requests after SIGTERM before they are killed
 #: (less than the launcher's supervisor gives this parent).
 STOP_GRACE = 10.0
@@ -111,6 +115,8 @@ class GatewayProcesses:
         self.port = port
         self.log_level = log_level
         self.slots = [_Slot(number) for number in range(workers)]
+        # Spawned processes inherit the environment: one secret for all, and for their replacements.
+        os.environ.setdefault(SHARED_SECRET_ENV, secrets.token_hex(32))
         self.stopping = False
         self._signals = 0
         self._wake_read, self._wake_write = os.pipe()
