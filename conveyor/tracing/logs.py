@@ -29,6 +29,9 @@ class SpanLogs(logging.Handler):
         span = current_span.get()
         if span is None or record.name.startswith("conveyor.tracing"):
             return
+        recorder = current_recorder.get()
+        if recorder is None or not recorder.keeps_logs:  # metrics without a trace store: nothing keeps it
+            return
         try:
             message = record.__dict__.get(STEP_MESSAGE)
             fields: dict[str, Any] = dict(record.__dict__.get(STEP_FIELDS) or {})
@@ -39,9 +42,6 @@ class SpanLogs(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 text = logging.Formatter().formatException(record.exc_info)
                 fields["traceback"] = cut(text, TRACEBACK_LIMIT, keep="tail")
-            recorder = current_recorder.get()
-            if recorder is None or not recorder.keeps_logs:
-                return
             recorder.log(
                 LogLine(
                     trace_id=span.trace_id,

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from .otel_spans import readable_span
+from .recorder import take
 from .spans import Span, cut
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class OtlpSink:
             self._idle.clear()
             try:
                 while self._queue and not self._abandoned:
-                    self._send(_take(self._queue, self.batch))
+                    self._send(take(self._queue, self.batch))
             finally:
                 self._idle.set()
             if self._closed:
@@ -296,10 +297,3 @@ def otlp_sink(config: Config) -> OtlpSink | None:
         return None
     name = config.project.name
     return OtlpSink(endpoint, service_name=config.tracing.service_name or name, deployment=name)
-
-
-def _take(queue: collections.deque[Span], most: int) -> list[Span]:
-    taken: list[Span] = []
-    while queue and len(taken) < most:
-        taken.append(queue.popleft())
-    return taken

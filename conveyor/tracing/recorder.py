@@ -224,8 +224,8 @@ class Recorder:
         return self._store
 
     def _write_batch(self) -> None:
-        spans = _take(self._spans, BATCH)
-        logs = _take(self._logs, BATCH)
+        spans = take(self._spans, BATCH)
+        logs = take(self._logs, BATCH)
         if self._open_store is not None:
             try:
                 store = self._open()
@@ -272,7 +272,8 @@ class Recorder:
             )
 
 
-def _take(queue: collections.deque[T], most: int) -> list[T]:
+def take(queue: collections.deque[T], most: int) -> list[T]:
+    """Up to ``most`` items from the left of ``queue`` (appended by other threads meanwhile: no lock needed)."""
     taken: list[T] = []
     while queue and len(taken) < most:
         taken.append(queue.popleft())
