@@ -278,12 +278,15 @@ def _apply_environment(raw: dict[str, Any]) -> None:
         "CONVEYOR_STATE_PATH": ("state", "path"),
         "CONVEYOR_STATE_URL": ("state", "url"),
         "CONVEYOR_ADMIN_KEY": ("admin", "api_key"),
+        "CONVEYOR_GATEWAY_HOST": ("gateway", "host"),
+        "CONVEYOR_GATEWAY_PORT": ("gateway", "port"),
         "OTEL_EXPORTER_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
         "OTEL_SERVICE_NAME": ("tracing", "service_name"),
     }
     for variable, (section, key) in overrides.items():
         if value := os.environ.get(variable):
-            raw.setdefault(section, {})[key] = value
+            # The environment has text; a port is a number (anything else is left for validation to name).
+            raw.setdefault(section, {})[key] = int(value) if key == "port" and value.isdigit() else value
     if (tracing := os.environ.get("CONVEYOR_TRACING")) is not None and tracing.strip():
         # "0"/"false"/"off" or "1"/"true"/"on": TOML has booleans, the environment has text.
         raw.setdefault("tracing", {})["enabled"] = tracing.strip().lower() not in ("0", "false", "off", "no")

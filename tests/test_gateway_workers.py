@@ -19,7 +19,7 @@ import pytest
 
 from devtools.localnode import LocalNode
 from devtools.processes import command_line, descendants, living, wait_for
-from tests.system import System
+from tests.system import System, free_port
 
 PID_HEADER = "x-gateway-pid"
 
@@ -119,3 +119,27 @@ def test_one_worker_is_one_process(tmp_path: Path, rabbitmq: LocalNode) -> None:
         assert single.serving() == set()
     finally:
         single.stop_all()
+
+
+def test_host_given_on_the_command_line_decides_who_may_open_the_console(tmp_path: Path, rabbitmq: LocalNode) -> None:
+    # config.toml says loopback; --host says every address. With no [admin] api_key the console must be
+    # closed, in the parent's first line and in every process that serves it.
+    system = System(tmp_path, rabbitmq.url, flows=["tests.flows"])
+    port = free_port()
+    system.processes.start("public", "-m", "gateway", "--host", "0.0.0.0", "--port", str(port), "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/health"), timeout=60, what="the gateway on 0.0.0.0")
+        refused = {httpx.get(f"{url}/_console/traces", timeout=5).status_code for _ in range(20)}
+        assert refused == {403}
+        assert httpx.get(f"{url}/metrics", timeout=5).status_code == 403
+        assert f"Console: http://127.0.0.1:{port}/_console/ (closed: set [admin] api_key" in system.log("public")
+    finally:
+        system.stop_all()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code in (200, 503)
+    except httpx.TransportError:
+        return False
