@@ -78,8 +78,9 @@ def summary_of(row: Sequence[Any], spans: Sequence[Sequence[Any]]) -> TraceSumma
     order they first ran)."""
     ended = max([row[3], *(span[3] + span[4] / 1000 for span in spans)])
     errors = sum(1 for span in spans if span[5] in ("error", "dead"))
-    steps = list(dict.fromkeys(span[1] for span in sorted(spans, key=lambda span: span[3]) if span[1]))
-    flows = list(dict.fromkeys(span[2] for span in sorted(spans, key=lambda span: span[3]) if span[2]))
+    in_order = sorted(spans, key=lambda span: span[3])
+    steps = list(dict.fromkeys(span[1] for span in in_order if span[1]))
+    flows = list(dict.fromkeys(span[2] for span in in_order if span[2]))
     return TraceSummary(row[0], row[1], row[2], ended, len(spans) or row[4], errors, row[6], steps, flows)
 
 

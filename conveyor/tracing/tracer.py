@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 import dramatiq
+from dramatiq.common import q_name, xq_name
 
 from .recorder import Recorder
 from .spans import ERROR_LIMIT, PAYLOAD_PREVIEW, TRACEBACK_LIMIT, Span, SpanEvent, cut, new_span_id, preview
@@ -140,7 +141,7 @@ class Tracer:
         due_ms = options.get("eta") or options.get("due_at") or message.message_timestamp
         step, queue = message.actor_name, message.queue_name
         span = Span(
-            trace_id=options.get("trace_id") or message.message_id,
+            trace_id=_trace_of(message),
             span_id=new_span_id(),
             parent_id=options.get("span_id"),
             kind="run",
@@ -172,7 +173,7 @@ class Tracer:
             span.status = "dead" if failed else "error"
             describe(span, exception)
             if failed:
-                attrs = {"queue": span.attrs.get("queue", "") + ".XQ"}
+                attrs = {"queue": xq_name(q_name(span.attrs.get("queue", "")))}
                 if dead_letter:
                     attrs["topic"] = dead_letter
                 span.events.append(SpanEvent("dead_lettered", ended, attrs))
