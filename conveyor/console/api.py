@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..gateway.errors import json_error
 from ..tracing.filters import BadFilter, log_query, trace_query
-from .rendering import Console, json_error, tracing_off_message
+from .rendering import Console, tracing_off_message
 from .traces import MAX_TRACE_ID
 
 

@@ -14,11 +14,12 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..gateway.errors import json_error
 from ..runtime import Runtime
 from ..tracing.queries import TraceStore
 from . import api, cron, dead_letters, endpoints, flows, login, logs, queues, state, traces
 from .access import ConsoleAccess, route_path
-from .rendering import HERE, Console, console_root, json_error
+from .rendering import HERE, Console, console_root
 
 #: The modules whose routes make the console, in the order they are matched.
 PAGES: tuple[ModuleType, ...] = (login, flows, traces, logs, api, queues, dead_letters, state, endpoints, cron)

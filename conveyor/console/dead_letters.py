@@ -118,7 +118,6 @@ def routes(console: Console) -> list[BaseRoute]:
             title=f"Dead letters of {step}",
             step=step,
             listing=found,
-            limit=limit,
             flash=request.query_params.get("flash", "")[:FLASH_LIMIT],
             flash_trace=request.query_params.get("trace", "")[:64],
         )

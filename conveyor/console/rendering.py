@@ -5,7 +5,7 @@ the Jinja2 templates (autoescaped, all of them), the nav bar and the 4xx pages.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse
 
 from ..runtime import Runtime
 from ..tracing.queries import TraceStore
@@ -34,8 +34,6 @@ NAV: tuple[tuple[str, str], ...] = (
     ("Endpoints", "/endpoints"),
     ("Cron", "/cron"),
 )
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _when(seconds: float | None) -> str:
@@ -80,13 +78,14 @@ class Console:
     def render(self, request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         """``template`` inside the shared layout; ``values`` become template variables."""
         base = console_root(request)
+        token = csrf_token(request.scope)
         page = self.templates.get_template(template).render(
             request=request,
             base=base,
             nav=[(label, base + path) for label, path in NAV],
             current=request.url.path,
-            csrf_token=csrf_token(request.scope),
-            csrf_field=Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token(request.scope)),
+            csrf_token=token,  # for JS: the X-CSRF-Token header (README-dev.md)
+            csrf_field=Markup('<input type="hidden" name="csrf_token" value="{}">').format(token),
             **values,
         )
         return HTMLResponse(page, status_code=status)
@@ -108,11 +107,6 @@ _TITLES = {400: "Bad request", 401: "Log in", 403: "Forbidden", 404: "Not found"
 def console_root(request: Request) -> str:
     """Where the console is mounted (``/_console``), for links."""
     return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def json_error(status: int, error: str, **details: Any) -> JSONResponse:
-    """The API's errors: ``{"error": "...", **details}``."""
-    return JSONResponse({"error": error, **details}, status_code=status)
 
 
 def tracing_off_message() -> str:

@@ -42,7 +42,6 @@ class Row:
 class Waterfall:
     rows: list[Row]
     total_ms: float
-    started_at: float
     #: Log lines of the trace that belong to no span it holds.
     other_logs: list[LogLine]
     live: bool
@@ -77,7 +76,7 @@ def waterfall(detail: TraceDetail, *, base: str, now: float | None = None) -> Wa
         visit(root, 0)
     for left_over in spans:  # spans only reachable through a loop
         visit(left_over, 0)
-    return Waterfall(rows, total, start, logs.get(None, []), live=current - detail.summary.ended_at < LIVE_FOR)
+    return Waterfall(rows, total, logs.get(None, []), live=current - detail.summary.ended_at < LIVE_FOR)
 
 
 def _order(span: Span) -> tuple[float, int]:

@@ -85,7 +85,8 @@ def build_app(runtime: Runtime) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(GatewayMiddleware, max_body_size=runtime.config.gateway.max_body_size),
-            Middleware(RequestTracing, tracer=runtime.tracer),
+            # Only with tracing or metrics on: off, a request passes no tracing code at all.
+            *([Middleware(RequestTracing, tracer=runtime.tracer)] if runtime.tracer.active else []),
         ],
         exception_handlers={HTTPException: http_exception},
         lifespan=publisher_lifespan(runtime, loop_lag),
