@@ -215,3 +215,11 @@ def test_a_client_trace_id_and_a_w3c_traceparent_are_followed(flow):
     flow.join()
     assert one(flow.trace("my-own-trace").spans, kind="http").parent_id is None
     assert one(flow.trace(parent).spans, kind="http").parent_id == "00f067aa0ba902b7"
+
+
+def test_a_step_whose_path_starts_like_the_gateways_own_is_traced_and_the_gateways_own_are_not(flow):
+    step = flow.http.get("/healthz")
+    assert step.status_code == 200
+    assert one(flow.trace(step.headers["x-trace-id"]).spans, kind="http").name == "GET /healthz"
+    for own in ("/health", "/openapi.json", "/_console/traces"):
+        assert "x-trace-id" not in flow.http.get(own).headers, own

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from ..gateway.paths import CONSOLE_PREFIX
 from .access import ConsoleAccess
-from .app import CONSOLE_PREFIX, console_app
+from .app import console_app
 
 __all__ = ["CONSOLE_PREFIX", "ConsoleAccess", "console_app"]

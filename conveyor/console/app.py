@@ -24,9 +24,6 @@ from .rendering import HERE, Console, console_root
 #: The modules whose routes make the console, in the order they are matched.
 PAGES: tuple[ModuleType, ...] = (login, flows, traces, logs, api, queues, dead_letters, state, endpoints, cron)
 
-#: Where :func:`conveyor.gateway.build_app` mounts the console.
-CONSOLE_PREFIX = "/_console"
-
 
 def console_app(runtime: Runtime, traces: TraceStore | None) -> ASGIApp:
     """The web console, to mount at ``/_console`` (``traces``: ``None`` when tracing is off)."""

@@ -26,20 +26,12 @@ from .lifespan import publisher_lifespan
 from .loop_lag import LoopLag
 from .middleware import GatewayMiddleware
 from .openapi import openapi_route
+from .paths import ADMIN_PREFIX, CONSOLE_PREFIX, RESERVED_PATHS, under
 from .routing import Endpoint, path_route, step_endpoint
 from .serving import PID_HEADER
 from .tracing import RequestTracing
 
 logger = logging.getLogger("conveyor.gateway")
-
-#: Paths under this prefix belong to the admin endpoints, never to a step.
-ADMIN_PREFIX = "/_admin"
-
-#: Paths under this prefix belong to the web console (conveyor.console), never to a step.
-CONSOLE_PREFIX = "/_console"
-
-#: The gateway's own routes.
-RESERVED_PATHS = frozenset({"/health", "/openapi.json", "/metrics"})
 
 
 def build_app(runtime: Runtime) -> Starlette:
@@ -50,9 +42,9 @@ def build_app(runtime: Runtime) -> Starlette:
     for step in runtime.registry:
         for trigger in step.http_triggers:
             key = (trigger.method, trigger.path)
-            if trigger.path == ADMIN_PREFIX or trigger.path.startswith(ADMIN_PREFIX + "/"):
+            if under(trigger.path, ADMIN_PREFIX):
                 raise ConfigError(f"step {step.name}: paths under {ADMIN_PREFIX} are reserved for the admin endpoints")
-            if trigger.path == CONSOLE_PREFIX or trigger.path.startswith(CONSOLE_PREFIX + "/"):
+            if under(trigger.path, CONSOLE_PREFIX):
                 raise ConfigError(f"step {step.name}: paths under {CONSOLE_PREFIX} are reserved for the web console")
             if trigger.path in RESERVED_PATHS:
                 raise ConfigError(f"step {step.name}: {trigger.path} is the gateway's own; choose another path")

@@ -14,9 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..tracing.spans import PAYLOAD_PREVIEW
 from ..tracing.tracer import Tracer, current_span
-
-#: Paths of the gateway's own, never traced.
-UNTRACED_PREFIXES = ("/_console", "/_admin", "/metrics", "/health", "/openapi.json")
+from .paths import is_gateway_path
 
 
 class RequestTracing:
@@ -34,7 +32,7 @@ class RequestTracing:
         # GatewayMiddleware, outside this one, read the request's ids from its headers.
         trace_id: str = scope["state"]["trace_id"]
         path: str = scope["path"]
-        if not self.tracer.active or path.startswith(UNTRACED_PREFIXES):
+        if not self.tracer.active or is_gateway_path(path):
             await self.app(scope, receive, send)
             return
         span = self.tracer.http_started(trace_id, scope["state"]["trace_parent"], scope["method"], path)

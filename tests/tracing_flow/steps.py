@@ -93,3 +93,9 @@ def last_job(job: Job, ctx: Context) -> None:
 @step(name="LaterSaved", flows=["traced-async"], triggers=[state("later", filter={"status": "done"})])
 def later_saved(change: StateChange, ctx: Context) -> None:
     ctx.logger.info("Saw a later job", key=change.key)
+
+
+@step(name="Heartbeat", flows=["traced"], triggers=[http("GET", "/healthz")])
+def heartbeat(request: Request, ctx: Context) -> dict[str, Any]:
+    # A step whose path starts like the gateway's own /health: a step's request, traced as any other.
+    return {"status": 200, "body": {"alive": True}}
