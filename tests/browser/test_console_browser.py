@@ -22,6 +22,7 @@ from tests.browser.system import (
     CONSOLE,
     fail_an_order,
     fixed_stock,
+    order_of,
     order_status,
     spans_of,
     start_open_gateway,
@@ -108,6 +109,12 @@ def test_the_pets_seeds_trace_shows_the_request_its_background_job_and_its_log_l
 def test_the_order_flows_diagram_shows_its_steps_and_the_dead_letter_handler(
     system: System, new_page: NewPage, screenshot: Screenshot
 ) -> None:
+    # Some traffic first, so the live counts have something to count: one order that completes, one that dies.
+    product = f"counted-{uuid.uuid4().hex[:8]}"
+    system.state.set("inventory", product, fixed_stock(product))
+    good = system.http.post("/orders", json=order_of(product)).json()["orderId"]
+    fail_an_order(system, f"counted-broken-{uuid.uuid4().hex[:8]}")
+    wait_for(lambda: order_status(system, good) == "completed", 30, what=f"order {good} to complete")
     page = new_page(system.url)
     page.goto(f"{CONSOLE}/flows/order-processing")
 
@@ -122,6 +129,9 @@ def test_the_order_flows_diagram_shows_its_steps_and_the_dead_letter_handler(
     # The steps table under the diagram names every step, linked to its traces.
     for step in (*ORDER_STEPS, "HandleFailedOrder"):
         expect(page.get_by_role("link", name=step, exact=True)).to_be_visible()
+    # ProcessOrder's row counts the runs above: the dead one among them.
+    counts = page.locator("tr", has=page.get_by_role("link", name="ProcessOrder", exact=True)).locator("td")
+    assert int(counts.nth(1).inner_text()) >= 3 and int(counts.nth(4).inner_text()) >= 1  # runs, dead
     assert page_errors(page) == []
     # The whole flow fits the page: a wide diagram is scaled down to its width, not cut off.
     box, handler = diagram.bounding_box(), diagram.locator("g.node", has_text="HandleFailedOrder").bounding_box()
@@ -321,7 +331,19 @@ def test_the_other_pages_render(system: System, new_page: NewPage, screenshot: S
         trace_id = new_pet(system, "Logged")
         wait_for(lambda: logged(system, trace_id, "Pet created"), 30, what="a log line")
     page = new_page(system.url)
+    if name == "cron":
+        # Fired by hand from the page: its fire and the run's outcome are listed under the step.
+        page.goto(f"{CONSOLE}{path}")
+        accept_dialogs(page)
+        page.locator("section.cron-step[data-step='DeletionReaper']").get_by_role("button", name="Fire now").click()
+        # Taken to the fire's trace (or back here, saying it fired, if the trace is not stored yet).
+        expect(page.locator("h1")).to_have_text(re.compile(r"^(Trace cron DeletionReaper|Cron)$"))
     answer = page.goto(f"{CONSOLE}{path}")
+    if name == "cron":
+        fired = page.locator("section.cron-step[data-step='DeletionReaper'] table.cron-fires tbody tr")
+        expect(fired).to_have_count(1)
+        expect(fired).to_contain_text("by hand")
+        fired.evaluate("row => row.closest('section').scrollIntoView({block: 'start'})")  # in the screenshot
     assert answer is not None and answer.status == 200
     expect(page.get_by_role("heading", level=1)).to_have_text(heading)
     expect(page.locator("main")).to_contain_text(shown)
