@@ -199,7 +199,7 @@ class MetricsSink:
         for event in span.events:
             if event.name == "retry_scheduled":
                 tally.count(self.retries, step)
-        if span.status == "dead" or any(event.name == "dead_lettered" for event in span.events):
+        if span.status == "dead":  # the tracer marks a run dead exactly when it dead-letters it
             tally.count(self.dead_letters, step)
 
     def _cron(self, span: Span, tally: _Tally) -> None:
